@@ -1,0 +1,274 @@
+"""Convex programs that a gradient-flow limit is compared with.
+
+Every function takes float64 numpy arrays and returns numpy arrays or floats. The linear
+programs go to HiGHS through :func:`scipy.optimize.linprog`; the smooth Bregman projection goes
+to Clarabel through cvxpy, which is imported lazily (only when that function is called).
+
+Equation numbers refer to SPEC.md.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+from implicit_bias.errors import (
+    InfeasibleProblemError,
+    InvalidParameterError,
+    InvalidProblemError,
+    SolverError,
+)
+
+__all__ = [
+    "min_l1",
+    "min_weighted_l1",
+    "l1_optimum",
+    "min_l2",
+    "bregman_projection_cvxpy",
+]
+
+# HiGHS accepts feasibility tolerances down to 1e-10; downstream comparisons are at 1e-6.
+_HIGHS_OPTIONS = {
+    "primal_feasibility_tolerance": 1e-10,
+    "dual_feasibility_tolerance": 1e-10,
+    "ipm_optimality_tolerance": 1e-12,
+}
+# A returned point must satisfy ||Az - y|| <= _FEAS_RTOL * (||A||_F ||z|| + ||y||); this is far
+# looser than what HiGHS/Clarabel achieve on sane problems and only catches silent failures.
+_FEAS_RTOL = 1e-7
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _as_system(A, y) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(A, y)`` as float64 arrays of shapes (m, n) and (m,), or raise."""
+    A = np.asarray(A, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if A.ndim != 2 or A.shape[0] == 0 or A.shape[1] == 0:
+        raise InvalidProblemError(
+            f"A must be a non-empty 2-D array of shape (m, n). Got an array of shape {A.shape}."
+        )
+    m, _ = A.shape
+    if y.shape != (m,):
+        raise InvalidProblemError(
+            f"y must be a 1-D array of shape (m,) = ({m},) to match A of shape {A.shape}. "
+            f"Got an array of shape {y.shape}."
+        )
+    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(y))):
+        raise InvalidProblemError("A and y must be finite; got NaN or inf entries.")
+    return A, y
+
+
+def _as_vector(name: str, v, n: int, *, positive: bool) -> np.ndarray:
+    """Return ``v`` as a finite float64 vector of shape (n,) (entries > 0 if ``positive``)."""
+    v = np.asarray(v, dtype=np.float64)
+    if v.shape != (n,):
+        raise InvalidParameterError(
+            f"The '{name}' parameter must be a 1-D array of shape (n,) = ({n},). "
+            f"Got an array of shape {v.shape}."
+        )
+    if not np.all(np.isfinite(v)):
+        raise InvalidParameterError(f"The '{name}' parameter must be finite. Got NaN or inf.")
+    if positive and not np.all(v > 0):
+        raise InvalidParameterError(
+            f"The '{name}' parameter must have entries in the range (0, inf). "
+            f"Got min {name} = {v.min()!r}."
+        )
+    return v
+
+
+def _check_depth(depth, minimum: int = 2) -> int:
+    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < minimum:
+        raise InvalidParameterError(
+            f"The 'depth' parameter must be an int >= {minimum}. Got {depth!r}."
+        )
+    return int(depth)
+
+
+def _check_residual(A: np.ndarray, y: np.ndarray, z: np.ndarray, what: str) -> None:
+    res = np.linalg.norm(A @ z - y)
+    scale = np.linalg.norm(A) * np.linalg.norm(z) + np.linalg.norm(y)
+    if not np.isfinite(res) or res > _FEAS_RTOL * max(scale, 1.0):
+        raise SolverError(
+            f"{what}: the solver reported success but ||Az - y|| = {res:.3e} "
+            f"(relative {res / max(scale, 1e-300):.3e}); the problem is probably badly scaled."
+        )
+
+
+# ----------------------------------------------------------------------------- l1 programs
+
+
+def _weighted_l1_lp(A, y, h, nonneg: bool) -> tuple[np.ndarray, float]:
+    """Solve min sum_k h_k |z_k| s.t. Az = y (z >= 0 if ``nonneg``); return (z, optimum)."""
+    from scipy.optimize import linprog
+
+    m, n = A.shape
+    if nonneg:
+        c, A_eq = h, A
+    else:  # z = p - q with p, q >= 0; at the optimum p_k q_k = 0 since h > 0.
+        c, A_eq = np.concatenate([h, h]), np.hstack([A, -A])
+    res = linprog(c, A_eq=A_eq, b_eq=y, bounds=(0, None), method="highs", options=_HIGHS_OPTIONS)
+    if res.status == 2:
+        if nonneg:
+            raise InfeasibleProblemError(
+                "There is no nonnegative z with Az = y (the LP min ||z||_1 s.t. Az = y, z >= 0 "
+                "is infeasible), so an unsigned (positive) model cannot interpolate y. "
+                "Use the signed model (`signed=True`, CLI `--signed`) instead."
+            )
+        raise InfeasibleProblemError(
+            f"Az = y has no solution: y is not in the range of A (A has shape {A.shape}, "
+            f"rank {np.linalg.matrix_rank(A)})."
+        )
+    if res.status != 0 or res.x is None:
+        raise SolverError(f"HiGHS failed on the l1 linear program (status {res.status}): {res.message}")
+    z = res.x if nonneg else res.x[:n] - res.x[n:]
+    _check_residual(A, y, z, "min_l1")
+    return z, float(res.fun)
+
+
+def min_l1(A, y, *, nonneg: bool = False) -> np.ndarray:
+    """Return argmin ||z||_1 s.t. Az = y (and z >= 0 if ``nonneg``), the minimiser behind Q / Q_+ (SPEC §0).
+
+    Solved as a linear program with HiGHS (signed case: z = p - q, p, q >= 0).
+    Raises InfeasibleProblemError if no (nonnegative) solution of Az = y exists, SolverError on
+    other solver failures. The minimiser need not be unique; HiGHS returns a vertex.
+    """
+    A, y = _as_system(A, y)
+    return _weighted_l1_lp(A, y, np.ones(A.shape[1]), nonneg)[0]
+
+
+def min_weighted_l1(A, y, h, *, nonneg: bool = False) -> np.ndarray:
+    """Return argmin sum_k h_k |z_k| s.t. Az = y (z >= 0 if ``nonneg``), weights h > 0 (SPEC A.17, A.18).
+
+    With h from :func:`implicit_bias.theory.weights_general_init` this is the small-scale limit of
+    gradient flow from a non-uniform positive initialisation (SPEC §A.6), and its optimal value
+    is Q_h.
+    """
+    A, y = _as_system(A, y)
+    h = _as_vector("h", h, A.shape[1], positive=True)
+    return _weighted_l1_lp(A, y, h, nonneg)[0]
+
+
+def l1_optimum(A, y, *, nonneg: bool = False) -> float:
+    """Return Q = min_{Az=y} ||z||_1, or Q_+ = min_{Az=y, z>=0} ||z||_1 if ``nonneg`` (SPEC §0)."""
+    A, y = _as_system(A, y)
+    return _weighted_l1_lp(A, y, np.ones(A.shape[1]), nonneg)[1]
+
+
+# ----------------------------------------------------------------------------- l2
+
+
+def min_l2(A, y, x0=None) -> np.ndarray:
+    """Return x0 + A^+ (y - A x0), the gradient-flow limit of the linear model from x0 (SPEC E.1).
+
+    From x0 = 0 (the default) this is argmin_{Az=y} ||z||_2. If y is not in the range of A the
+    same formula gives the least-squares point closest to x0, which is also the flow's limit.
+    """
+    A, y = _as_system(A, y)
+    n = A.shape[1]
+    x0 = np.zeros(n) if x0 is None else _as_vector("x0", x0, n, positive=False)
+    step, *_ = np.linalg.lstsq(A, y - A @ x0, rcond=None)  # minimum-norm solution = pinv
+    return x0 + step
+
+
+# ----------------------------------------------------------------------------- Bregman
+
+
+def bregman_projection_cvxpy(A, y, x0, depth: int) -> np.ndarray:
+    """Return argmin_{z >= 0, Az = y} D_{F_N}(z, x0), the gradient-flow limit of Theorem A.1 (SPEC A.13, A.14).
+
+    Objectives (A.14): N = 2: sum kl_div(z, x0) = sum z log(z/x0) - z + x0 (twice D_{F_2});
+    N > 2: sum 2 z x0^{2/N-1} - N z^{2/N} (2(N-2) D_{F_N} up to a constant). Solved with cvxpy +
+    Clarabel (exponential / power cones) after rescaling z = s zhat, x0 = s x0hat, y = s yhat;
+    both objectives are homogeneous in (z, x0), so the minimiser is unchanged. Clarabel's
+    status at tight tolerances is erratic, so a cascade of tolerances and scalings is tried and
+    the first *optimal* answer is returned (``_BREGMAN_TOLERANCES``, ``_bregman_scales``).
+    Observed max-norm error relative to max(z) against an exact dual Newton solve (n <= 60,
+    x0 = alpha^N * U[0.5, 2]): <= 1e-6 for x0 >= 1e-6 (typically 1e-9 to 1e-10), but up to
+    7e-4 for N = 2 with x0 ~ 1e-8. For very small x0 (SPEC §F.3) use the dual solver in
+    ``limits``.
+
+    Raises InvalidParameterError (depth < 2, x0 not positive), InfeasibleProblemError (no
+    z >= 0 with Az = y), SolverError (no attempt ended with status optimal).
+    """
+    import cvxpy as cp
+
+    A, y = _as_system(A, y)
+    n = A.shape[1]
+    N = _check_depth(depth)
+    x0 = _as_vector("x0", x0, n, positive=True)
+
+    statuses = []
+    for s in _bregman_scales(A, y, x0, N):
+        x0h, yh = x0 / s, y / s
+        z = cp.Variable(n, nonneg=True)
+        if N == 2:
+            objective = cp.sum(cp.kl_div(z, x0h))
+        else:
+            p = 2.0 / N
+            h = x0h ** (p - 1.0)
+            # Divide by mean(h) so the linear part has O(1) coefficients (same minimiser).
+            c = float(np.mean(h))
+            objective = 2.0 * (h / c) @ z - (N / c) * cp.sum(cp.power(z, p, approx=False))
+        problem = cp.Problem(cp.Minimize(objective), [A @ z == yh])
+        for tol in _BREGMAN_TOLERANCES:
+            try:
+                with warnings.catch_warnings():
+                    # 'Solution may be inaccurate': handled below by trying the next setting.
+                    warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+                    problem.solve(
+                        solver=cp.CLARABEL,
+                        tol_gap_abs=tol,
+                        tol_gap_rel=tol,
+                        tol_feas=tol,
+                        max_iter=500,
+                    )
+            except cp.error.SolverError:
+                statuses.append(f"solver error (scale {s:.3g}, tol {tol:g})")
+                continue
+            if problem.status == cp.INFEASIBLE and not _nonneg_feasible(A, y):
+                raise InfeasibleProblemError(
+                    "There is no nonnegative z with Az = y, so the Bregman projection (SPEC A.14) "
+                    "does not exist and an unsigned (positive) model cannot interpolate y. Use the "
+                    "signed model (`signed=True`, CLI `--signed`) instead."
+                )
+            if problem.status == cp.OPTIMAL and z.value is not None:
+                result = s * np.maximum(np.asarray(z.value, dtype=np.float64), 0.0)
+                _check_residual(A, y, result, "bregman_projection_cvxpy")
+                return result
+            statuses.append(f"{problem.status} (scale {s:.3g}, tol {tol:g})")
+    raise SolverError(
+        f"Clarabel did not solve the Bregman projection (depth {N}) to optimality; attempts: "
+        + "; ".join(statuses)
+        + ". For very small x0 use the dual solver in implicit_bias.limits."
+    )
+
+
+def _nonneg_feasible(A: np.ndarray, y: np.ndarray) -> bool:
+    """Whether some z >= 0 has Az = y (HiGHS LP); Clarabel's infeasibility verdicts are not
+    trusted on their own: it has called feasible Bregman problems infeasible."""
+    try:
+        _weighted_l1_lp(A, y, np.ones(A.shape[1]), nonneg=True)
+    except InfeasibleProblemError:
+        return False
+    return True
+
+
+# Clarabel gap/feasibility tolerances tried in order; the first status 'optimal' wins.
+_BREGMAN_TOLERANCES = (1e-12, 1e-10, 1e-8)
+
+
+def _bregman_scales(A: np.ndarray, y: np.ndarray, x0: np.ndarray, N: int) -> list[float]:
+    """Scales s (z = s zhat) to try, best first; chosen by experiment (see the docstring above).
+
+    N = 2 works best with x0hat <= 1 (s = max x0, the log terms stay moderate); N > 2 with an
+    O(1) solution (s = mean |A^+ y|). The other one is the fallback.
+    """
+    s_x0 = float(np.max(x0))
+    s_sol = float(np.mean(np.abs(np.linalg.lstsq(A, y, rcond=None)[0])))
+    if not s_sol > 0:  # y = 0
+        s_sol = s_x0
+    return [s_x0, s_sol] if N == 2 else [s_sol, s_x0]
