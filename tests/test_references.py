@@ -261,7 +261,8 @@ def test_bregman_projection_infeasible_and_bad_parameters():
     with pytest.raises(InfeasibleProblemError, match="--signed"):
         ref.bregman_projection_cvxpy(A, y, np.ones(2), 2)
     A, y = np.array([[1.0, 1.0]]), np.array([1.0])
-    with pytest.raises(InvalidParameterError, match="The 'depth' parameter must be an int >= 2. Got 1."):
+    with pytest.raises(InvalidParameterError,
+                       match="The 'depth' parameter must be an int >= 2. Got 1."):
         ref.bregman_projection_cvxpy(A, y, np.ones(2), 1)
     with pytest.raises(InvalidParameterError, match="'x0'"):
         ref.bregman_projection_cvxpy(A, y, np.array([1.0, 0.0]), 2)

@@ -95,8 +95,8 @@ def test_epsilon_bound_dominates_the_proof_inequality(N):
             eps = th.epsilon_bound(N, b1, bmin, Q)
             delta = largest_delta_allowed_by_proof(N, b1, bmin, Q)
             assert delta <= eps * (1 + 1e-12) + 1e-15
-            if eps < 1e-2:
-                assert delta >= 0.9 * eps
+            if eps < 1e-2:  # observed delta* / eps >= 0.99998 on this grid
+                assert delta >= 0.99 * eps
 
 
 def test_epsilon_bound_limit_small_initialisation():
@@ -303,18 +303,20 @@ def test_lambda_max_matches_finite_difference_hessian(N):
     W = np.tile(x ** (1 / N), (N, 1))
     H = fd_hessian(lambda v: factor_loss(v.reshape(N, n), A, y), W.ravel(), h=1e-4)
     top = np.linalg.eigvalsh(H)[-1]
-    # Truncation error ~ h^2 * (4th derivatives) ~ 1e-8 relative; rounding ~ 1e-16 / h^2 * |r|
-    # with r ~ h at the interpolant, i.e. ~1e-12. Observed ~1e-9; tolerance 1e-6.
-    assert th.lambda_max_at(A, x, N) == pytest.approx(top, rel=1e-6)
+    # Truncation error ~ h^2 * (4th derivatives) <= ~1e-8 relative; rounding ~ 1e-16 / h^2 * |r|
+    # with r ~ h at the interpolant, i.e. ~1e-12. Observed <= 1e-12; tolerance 1e-7.
+    assert th.lambda_max_at(A, x, N) == pytest.approx(top, rel=1e-7)
 
 
 def test_lambda_max_depth_one_and_zeros():
     A = np.random.default_rng(60).standard_normal((4, 9))
-    assert th.lambda_max_at(A, np.zeros(9), 1) == pytest.approx(np.linalg.norm(A, 2) ** 2, rel=1e-14)
+    norm_sq = np.linalg.norm(A, 2) ** 2
+    assert th.lambda_max_at(A, np.zeros(9), 1) == pytest.approx(norm_sq, rel=1e-14)
     x = np.zeros(9)
     x[2] = 4.0
     # Only column 2 survives: 3 * 4^{4/3} * ||a_2||^2.
-    assert th.lambda_max_at(A, x, 3) == pytest.approx(3 * 4 ** (4 / 3) * A[:, 2] @ A[:, 2], rel=1e-13)
+    expected = 3 * 4 ** (4 / 3) * A[:, 2] @ A[:, 2]
+    assert th.lambda_max_at(A, x, 3) == pytest.approx(expected, rel=1e-13)
     with pytest.raises(InvalidParameterError, match="'x'"):
         th.lambda_max_at(A, -np.ones(9), 2)
     with pytest.raises(InvalidParameterError, match=r"shape \(n,\) = \(9,\)"):
@@ -337,18 +339,19 @@ def test_stable_step_size_formula_and_domination(N):
     for _ in range(50):
         x = rng.uniform(0, 1, 15) ** rng.uniform(0.2, 5) * target.max()
         assert step <= c * 2 / th.lambda_max_at(A, x, N) * (1 + 1e-12)
-    # The bound is attained by x = ||target||_inf 1 only up to ||A D||<=||A|| ||D||; sanity:
-    if N == 1:
+    if N == 1:  # depth 1: the plain GD bound c * 2 / ||A||^2 (SPEC E.1 with c = 1)
         assert step == pytest.approx(c * 2 / np.linalg.norm(A, 2) ** 2, rel=1e-14)
 
 
 def test_stable_step_size_rejects_bad_input():
     A = np.eye(3)
-    with pytest.raises(InvalidParameterError, match=r"The 'c' parameter must be a float in the range \(0, inf\). Got 0"):
+    with pytest.raises(InvalidParameterError,
+                       match=r"The 'c' parameter must be a float in the range \(0, inf\). Got 0"):
         th.stable_step_size(A, np.ones(3), 2, c=0)
     with pytest.raises(InvalidParameterError, match="'x_target'.*nonzero"):
         th.stable_step_size(A, np.zeros(3), 2)
-    with pytest.raises(InvalidParameterError, match="The 'depth' parameter must be an int >= 1. Got 0."):
+    with pytest.raises(InvalidParameterError,
+                       match="The 'depth' parameter must be an int >= 1. Got 0."):
         th.stable_step_size(A, np.ones(3), 0)
 
 
@@ -370,17 +373,22 @@ def test_bound_holds():
 # ----------------------------------------------------------------------------- errors
 
 
+DEPTH_MSG = "The 'depth' parameter must be an int >= 2. Got {}."
+BETA_MIN_MSG = "The 'beta_min' parameter must be a float in the range (0, beta_1 = 0.1]. Got {}."
+RANGE_MSG = "The '{}' parameter must be a float in the range {}. Got {}."
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
-        ((1, 0.1, 0.01, 1.0), "The 'depth' parameter must be an int >= 2. Got 1."),
-        ((2.0, 0.1, 0.01, 1.0), "The 'depth' parameter must be an int >= 2. Got 2.0."),
-        ((True, 0.1, 0.01, 1.0), "The 'depth' parameter must be an int >= 2. Got True."),
-        ((2, -0.1, 0.01, 1.0), "The 'beta_1' parameter must be a float in the range (0, inf). Got -0.1."),
-        ((2, 0.1, 0.0, 1.0), "The 'beta_min' parameter must be a float in the range (0, beta_1 = 0.1]. Got 0.0."),
-        ((2, 0.1, 0.2, 1.0), "The 'beta_min' parameter must be a float in the range (0, beta_1 = 0.1]. Got 0.2."),
-        ((2, 0.1, 0.01, -1.0), "The 'Q' parameter must be a float in the range [0, inf). Got -1.0."),
-        ((2, 0.1, 0.01, float("nan")), "The 'Q' parameter must be a float in the range [0, inf). Got nan."),
+        ((1, 0.1, 0.01, 1.0), DEPTH_MSG.format(1)),
+        ((2.0, 0.1, 0.01, 1.0), DEPTH_MSG.format(2.0)),
+        ((True, 0.1, 0.01, 1.0), DEPTH_MSG.format(True)),
+        ((2, -0.1, 0.01, 1.0), RANGE_MSG.format("beta_1", "(0, inf)", -0.1)),
+        ((2, 0.1, 0.0, 1.0), BETA_MIN_MSG.format(0.0)),
+        ((2, 0.1, 0.2, 1.0), BETA_MIN_MSG.format(0.2)),
+        ((2, 0.1, 0.01, -1.0), RANGE_MSG.format("Q", "[0, inf)", -1.0)),
+        ((2, 0.1, 0.01, float("nan")), RANGE_MSG.format("Q", "[0, inf)", "nan")),
     ],
 )
 def test_epsilon_bound_errors_name_the_parameter(args, message):

@@ -45,7 +45,8 @@ class MirrorMap:
             return np.array(phi, dtype=np.float64)
         if N == 2:
             return np.exp(2.0 * np.minimum(phi, _MAX_LOG))
-        zeta = np.maximum(-(N - 2) * phi, 1e-300)  # zeta = z^(2/N-1) > 0 inside the domain
+        # zeta = z^(2/N-1) > 0 inside the domain; clamp so that z <= 1e150 stays finite
+        zeta = np.maximum(-(N - 2) * phi, 10.0 ** (-150.0 * (N - 2) / N))
         return zeta ** (-N / (N - 2.0))
 
     def in_domain(self, phi: np.ndarray) -> bool:
@@ -54,7 +55,7 @@ class MirrorMap:
             return bool(np.all(np.isfinite(phi)))
         if N == 2:
             return bool(np.all(np.isfinite(phi)) and np.all(phi < _MAX_LOG))
-        return bool(np.all(np.isfinite(phi)) and np.all(-(N - 2) * phi > 1e-300))
+        return bool(np.all(np.isfinite(phi)) and np.all(-(N - 2) * phi > 10.0 ** (-150.0 * (N - 2) / N)))
 
     def dz_dphi(self, z: np.ndarray) -> np.ndarray:
         """``N z^(2-2/N)``: the inverse Hessian ``H(z)^{-1}`` of SPEC A.4."""

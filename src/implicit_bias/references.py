@@ -123,14 +123,16 @@ def _weighted_l1_lp(A, y, h, nonneg: bool) -> tuple[np.ndarray, float]:
             f"rank {np.linalg.matrix_rank(A)})."
         )
     if res.status != 0 or res.x is None:
-        raise SolverError(f"HiGHS failed on the l1 linear program (status {res.status}): {res.message}")
+        raise SolverError(
+            f"HiGHS failed on the l1 linear program (status {res.status}): {res.message}"
+        )
     z = res.x if nonneg else res.x[:n] - res.x[n:]
     _check_residual(A, y, z, "min_l1")
     return z, float(res.fun)
 
 
 def min_l1(A, y, *, nonneg: bool = False) -> np.ndarray:
-    """Return argmin ||z||_1 s.t. Az = y (and z >= 0 if ``nonneg``), the minimiser behind Q / Q_+ (SPEC §0).
+    """Return argmin ||z||_1 s.t. Az = y (z >= 0 if ``nonneg``) (SPEC §0: Q, Q_+).
 
     Solved as a linear program with HiGHS (signed case: z = p - q, p, q >= 0).
     Raises InfeasibleProblemError if no (nonnegative) solution of Az = y exists, SolverError on
@@ -141,7 +143,7 @@ def min_l1(A, y, *, nonneg: bool = False) -> np.ndarray:
 
 
 def min_weighted_l1(A, y, h, *, nonneg: bool = False) -> np.ndarray:
-    """Return argmin sum_k h_k |z_k| s.t. Az = y (z >= 0 if ``nonneg``), weights h > 0 (SPEC A.17, A.18).
+    """Return argmin sum_k h_k |z_k| s.t. Az = y (z >= 0 if ``nonneg``), h > 0 (SPEC A.17, A.18).
 
     With h from :func:`implicit_bias.theory.weights_general_init` this is the small-scale limit of
     gradient flow from a non-uniform positive initialisation (SPEC §A.6), and its optimal value
@@ -178,7 +180,7 @@ def min_l2(A, y, x0=None) -> np.ndarray:
 
 
 def bregman_projection_cvxpy(A, y, x0, depth: int) -> np.ndarray:
-    """Return argmin_{z >= 0, Az = y} D_{F_N}(z, x0), the gradient-flow limit of Theorem A.1 (SPEC A.13, A.14).
+    """Return argmin_{z >= 0, Az = y} D_{F_N}(z, x0), the flow limit of Thm A.1 (SPEC A.13, A.14).
 
     Objectives (A.14): N = 2: sum kl_div(z, x0) = sum z log(z/x0) - z + x0 (twice D_{F_2});
     N > 2: sum 2 z x0^{2/N-1} - N z^{2/N} (2(N-2) D_{F_N} up to a constant). Solved with cvxpy +

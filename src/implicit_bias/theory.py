@@ -89,7 +89,7 @@ def _check_matrix(A) -> np.ndarray:
 
 
 def beta_constants(x0_product) -> tuple[float, float]:
-    """Return (beta_1, beta_min) = (||x0||_1, min_k x0_k) of a positive product initialisation (SPEC C2, A.19).
+    """Return (beta_1, beta_min) = (||x0||_1, min_k x0_k) of a positive init (SPEC C2, A.19).
 
     Under (C2), x0 = alpha^N 1 gives (n alpha^N, alpha^N). For the signed model pass the
     concatenation (u0^N, v0^N) of length 2n; this gives (2n alpha^N, alpha^N) as in (A.19).

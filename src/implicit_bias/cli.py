@@ -1,0 +1,179 @@
+"""The ``implicit-bias`` command."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import replace
+
+import click
+
+from .errors import ImplicitBiasError
+
+METHOD_CHOICE = click.Choice(["flow", "gd", "sgd", "limit"])
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _fail(message: str, debug: bool) -> None:
+    if debug:
+        raise
+    click.echo(f"implicit-bias: error: {message}", err=True)
+    sys.exit(2)
+
+
+def problem_options(function):
+    """The options that define a sparse-recovery problem, shared by run and predict."""
+    options = [
+        click.option("--n", type=click.IntRange(min=2), default=200, show_default=True, help="signal dimension"),
+        click.option("--m", type=click.IntRange(min=1), default=60, show_default=True, help="number of measurements"),
+        click.option("--s", type=click.IntRange(min=1), default=5, show_default=True, help="sparsity of the true signal"),
+        click.option("--signed/--positive", default=False, show_default=True, help="signed model u^N - v^N, or positive w^N"),
+        click.option("--noise", type=float, default=0.0, show_default=True, help="measurement noise level"),
+        click.option("--seed", type=int, default=0, show_default=True, help="seed of the random problem (and SGD)"),
+        click.option("--depth", type=click.IntRange(min=1), default=2, show_default=True, help="number of factors N"),
+        click.option("--alpha", type=float, default=1e-3, show_default=True, help="factor-level initial scale (product starts at alpha^N)"),
+        click.option("--problem", "problem_file", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="load A, y (and x_true) from an .npz file instead of generating"),
+        click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of a table"),
+        click.option("--debug", is_flag=True, help="show tracebacks"),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _print_record(record: dict, as_json: bool, keys: list[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(_jsonable(record)))
+        return
+    width = max(len(k) for k in keys)
+    for key in keys:
+        value = record.get(key)
+        if isinstance(value, float):
+            text = f"{value:.6g}"
+        elif isinstance(value, dict):
+            text = ", ".join(f"{k}={v:.2g}" for k, v in value.items()) or "-"
+        else:
+            text = "-" if value is None else str(value)
+        click.echo(f"{key:<{width}}  {text}")
+
+
+TABLE_KEYS = [
+    "status", "method", "depth", "alpha", "residual", "l1_norm", "l1_min", "l1_gap", "epsilon_bound",
+    "bound_holds", "dist_l1_min", "dist_predicted", "error_true", "grad_evals", "matvecs", "steps", "t",
+    "step", "suggested_step", "invariant_drift", "wall_s", "message",
+]
+
+
+@click.group()
+@click.version_option(package_name="implicit-bias")
+def main() -> None:
+    """Compute, explain and reproduce the implicit bias of gradient methods."""
+
+
+@main.group()
+def run() -> None:
+    """Run one trial and compare where it converged with the theory."""
+
+
+@run.command("sparse")
+@problem_options
+@click.option("--method", type=METHOD_CHOICE, default="flow", show_default=True, help="flow, gd, sgd, or the exact limit")
+@click.option("--step", type=float, default=None, help="GD/SGD step (default: the safe step of SPEC D.3)")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="SGD mini-batch size")
+@click.option("--tol", type=float, default=1e-8, show_default=True, help="stop at relative residual ||Ax-y||/||y|| <= tol")
+@click.option("--max-evals", type=click.IntRange(min=1), default=200_000, show_default=True, help="gradient-evaluation budget")
+def run_sparse(n, m, s, signed, noise, seed, depth, alpha, problem_file, as_json, debug, method, step, batch, tol, max_evals):
+    """Sparse recovery with a depth-N Hadamard factorization (SPEC A)."""
+    from .experiments.sparse import SparseTrial, sparse_trial
+    from .problems import load_problem
+
+    try:
+        trial = SparseTrial(n=n, m=m, s=s, signed=signed, noise=noise, seed=seed, depth=depth, alpha=alpha,
+                            method=method, step=step, batch=batch, tol=tol, max_evals=max_evals)
+        problem = load_problem(problem_file) if problem_file else trial.problem()
+        if problem_file:
+            trial = replace(trial, n=problem.n, m=problem.m, s=0)
+        record = sparse_trial(trial, problem)
+    except ImplicitBiasError as exc:
+        _fail(str(exc), debug)
+    if not as_json:
+        record["x"] = None
+    _print_record(record, as_json, TABLE_KEYS)
+
+
+@main.command()
+@problem_options
+def predict(n, m, s, signed, noise, seed, depth, alpha, problem_file, as_json, debug):
+    """The exact gradient-flow limit (Bregman projection, SPEC A.1/A.4) without simulating."""
+    import numpy as np
+
+    from .limits import predict_limit
+    from .models import Hadamard, Init
+    from .problems import gaussian_sparse, load_problem
+
+    try:
+        problem = load_problem(problem_file) if problem_file else gaussian_sparse(n, m, s, signed=signed, noise=noise, seed=seed)
+        limit = predict_limit(problem, Hadamard(depth, signed), Init.uniform(alpha))
+    except ImplicitBiasError as exc:
+        _fail(str(exc), debug)
+    record = {
+        "status": limit.status, "residual": limit.residual, "kkt": limit.kkt, "iterations": limit.iterations,
+        "matvecs": limit.matvecs, "wall_s": limit.wall_s, "l1_norm": float(np.sum(np.abs(limit.x))),
+        "error_true": problem.error_true(limit.x), "message": limit.message,
+        "x": [float(v) for v in limit.x] if as_json else None,
+    }
+    _print_record(record, as_json, [k for k in record if k != "x"])
+
+
+@main.command()
+@click.option("--depth", type=click.IntRange(min=2), required=True, help="number of factors N >= 2")
+@click.option("--beta1", type=float, required=True, help="||x(0)||_1 of the product initialisation")
+@click.option("--beta-min", type=float, required=True, help="min_k x_k(0) of the product initialisation")
+@click.option("--Q", "Q", type=float, required=True, help="the l1 optimum Q (or Q_+)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@click.option("--debug", is_flag=True)
+def bound(depth, beta1, beta_min, Q, as_json, debug):
+    """The epsilon of Theorem A.2 (SPEC A.15, A.16): ||x_inf||_1 <= (1 + eps) Q."""
+    from .theory import epsilon_bound, epsilon_bound_simple
+
+    try:
+        eps = epsilon_bound(depth, beta1, beta_min, Q)
+        simple = epsilon_bound_simple(depth, beta1, Q) if depth > 2 else None
+    except ImplicitBiasError as exc:
+        _fail(str(exc), debug)
+    record = {
+        "depth": depth, "beta1": beta1, "beta_min": beta_min, "Q": Q,
+        "applies": bool(math.isfinite(eps)), "epsilon": eps, "epsilon_simple": simple,
+    }
+    _print_record(record, as_json, list(record))
+
+
+@main.command()
+@click.option("--quick/--full", default=True, show_default=True, help="small grids (minutes) or paper-scale grids")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="reproduce-out", show_default=True)
+@click.option("--debug", is_flag=True)
+def reproduce(quick, out_dir, debug):
+    """Reproduce the talk's sparse-recovery figures into OUT (PNGs and a summary)."""
+    from .report import reproduce_all
+
+    try:
+        paths = reproduce_all(out_dir, quick=quick, echo=click.echo)
+    except ImplicitBiasError as exc:
+        _fail(str(exc), debug)
+    for path in paths:
+        click.echo(f"wrote {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,132 @@
+"""The vocabulary of :func:`implicit_bias.dynamics.simulate`: methods, stopping rules and results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import numpy as np
+
+from ..errors import InvalidParameterError
+
+Status = Literal["converged", "budget_exhausted", "diverged", "failed"]
+
+
+def _require(condition: bool, name: str, allowed: str, got) -> None:
+    if not condition:
+        raise InvalidParameterError(f"The '{name}' parameter must be {allowed}. Got {got!r}.")
+
+
+@dataclass(frozen=True)
+class GradientFlow:
+    """Gradient flow in factor time (SPEC C1), integrated with an implicit adaptive BDF method.
+
+    ``space``: ``"mirror"`` integrates the reduced flow of identical factors as the
+    ``m``-dimensional dual flow ``λ' = B z(φ0 - B^T λ) - y`` (SPEC A.10, A.12); ``"factor"``
+    integrates every factor (SPEC A.2), as needed for non-identical factors; ``"auto"`` picks
+    mirror whenever the factors are identical.
+    """
+
+    space: Literal["auto", "mirror", "factor"] = "auto"
+    rtol: float | None = None
+    atol: float = 1e-12
+
+    def __post_init__(self) -> None:
+        _require(self.space in ("auto", "mirror", "factor"), "space", "one of 'auto', 'mirror', 'factor'", self.space)
+        _require(self.rtol is None or 0 < self.rtol < 1, "rtol", "None or a float in the range (0, 1)", self.rtol)
+        _require(self.atol > 0, "atol", "a float in the range (0, inf)", self.atol)
+
+    def tolerance(self, space: str) -> float:
+        """Default ``rtol``: 1e-6 in mirror space, where integration error moves the trajectory but
+        not the limit (``φ - φ0`` stays in ``range(B^T)`` by construction), 1e-10 in factor space."""
+        if self.rtol is not None:
+            return self.rtol
+        return 1e-6 if space == "mirror" else 1e-10
+
+
+StepSchedule = Callable[[int], float]
+
+
+@dataclass(frozen=True)
+class GradientDescent:
+    """Factor gradient descent (SPEC D.1) with a fixed step or a schedule ``k -> eta_k``.
+
+    ``step=None`` takes the safe default of SPEC D.3(ii) at the predicted limit.
+    """
+
+    step: float | StepSchedule | None = None
+
+    def __post_init__(self) -> None:
+        if self.step is not None and not callable(self.step):
+            _require(np.isfinite(self.step) and self.step > 0, "step", "a float in the range (0, inf) or a schedule", self.step)
+
+
+@dataclass(frozen=True)
+class SGD:
+    """Mini-batch SGD with ``batch`` rows drawn without replacement each step (SPEC D.2)."""
+
+    step: float | StepSchedule | None = None
+    batch: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.step is not None and not callable(self.step):
+            _require(np.isfinite(self.step) and self.step > 0, "step", "a float in the range (0, inf) or a schedule", self.step)
+        _require(isinstance(self.batch, (int, np.integer)) and self.batch >= 1, "batch", "an int >= 1", self.batch)
+
+
+Dynamics = GradientFlow | GradientDescent | SGD
+
+
+@dataclass(frozen=True)
+class Stop:
+    """When to stop: relative residual ``||Ax - y|| / ||y|| <= tol``, or a budget.
+
+    ``max_evals`` counts gradient evaluations (full-gradient equivalents for SGD),
+    ``max_time`` the flow time (or ``k * eta`` for GD), ``max_wall`` seconds.
+    """
+
+    tol: float = 1e-8
+    max_evals: int = 200_000
+    max_time: float = np.inf
+    max_wall: float = np.inf
+
+    def __post_init__(self) -> None:
+        _require(0 < self.tol < 1, "tol", "a float in the range (0, 1)", self.tol)
+        _require(self.max_evals >= 1, "max_evals", "an int >= 1", self.max_evals)
+        _require(self.max_time > 0, "max_time", "a float in the range (0, inf]", self.max_time)
+        _require(self.max_wall > 0, "max_wall", "a float in the range (0, inf]", self.max_wall)
+
+
+@dataclass(frozen=True, eq=False)
+class Path:
+    """A saved trajectory: times (factor time; ``k * eta`` for GD/SGD), iterations, and ``x``."""
+
+    t: np.ndarray
+    x: np.ndarray  # shape (len(t), n)
+    residual: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """What a simulation produced. ``status`` says whether ``x`` may be trusted."""
+
+    x: np.ndarray
+    status: Status
+    message: str
+    method: str
+    residual: float
+    grad_evals: int
+    matvecs: int  # total cost in products with A (a gradient is 2, an m x m Jacobian is m)
+    steps: int
+    t: float
+    wall_s: float
+    factors: np.ndarray = field(repr=False)
+    invariant_drift: dict = field(default_factory=dict)
+    path: Path | None = field(default=None, repr=False)
+    step: float | None = None
+    suggested_step: float | None = None
+
+    @property
+    def converged(self) -> bool:
+        return self.status == "converged"
