@@ -99,7 +99,7 @@ class SparseRecovery:
 
 
 def gaussian_sparse(
-    n: int, m: int, s: int, *, signed: bool = True, noise: float = 0.0, seed: int = 0
+    n: int, m: int, s: int, *, signed: bool = False, noise: float = 0.0, seed: int = 0
 ) -> SparseRecovery:
     """A Gaussian compressed-sensing problem (SPEC A.8).
 

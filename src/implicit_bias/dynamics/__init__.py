@@ -107,7 +107,8 @@ def invariant_drift(model: Hadamard, factors0: np.ndarray, factors: np.ndarray) 
     """Relative drift ``max|I(T) - I(0)| / max(max|I(0)|, max|w(0)|^2)`` of each invariant (SPEC A.3, A.8)."""
     if not np.all(np.isfinite(factors)):
         return {}
-    before, after = model.invariants(factors0), model.invariants(factors)
+    identical = model.identical(factors0)
+    before, after = model.invariants(factors0, identical), model.invariants(factors, identical)
     scale = max(float(np.max(np.abs(factors0))) ** 2, 1e-300)
     return {
         name: float(np.max(np.abs(after[name] - before[name])) / max(float(np.max(np.abs(before[name]))), scale))

@@ -11,6 +11,12 @@ from ..models.hadamard import factor_gradient, product
 _DIVERGENCE_FACTOR = 1e6
 
 
+def minibatch_gradient(B, y, z: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Unbiased estimator ``(m/q) Σ_{l∈J} b_l (b_l^T z - y_l)`` of ``B^T(Bz - y)`` (SPEC D.2)."""
+    sub = B.rows(rows)
+    return (B.m / len(rows)) * sub.rmatvec(sub.matvec(z) - y[rows])
+
+
 def descend(B, y, factors, *, step_at, stop, save_at, clock, batch=None, rng=None):
     """Run GD (``batch=None``) or SGD with ``batch`` rows per step on the lifted problem.
 
@@ -29,7 +35,7 @@ def descend(B, y, factors, *, step_at, stop, save_at, clock, batch=None, rng=Non
     residual = np.linalg.norm(B.matvec(product(factors)) - y) / ynorm
     while True:
         z = product(factors)
-        if save_steps is not None and k in save_steps or save_at == "steps":
+        if (save_steps is not None and k in save_steps) or (isinstance(save_at, str) and save_at == "steps"):
             saved.append((t, z.copy()))
         if k % check_every == 0 or batch is None:
             r = B.matvec(z) - y
@@ -57,9 +63,7 @@ def descend(B, y, factors, *, step_at, stop, save_at, clock, batch=None, rng=Non
             evals += 1
             matvecs += 1
         else:
-            rows = rng.choice(m, size=batch, replace=False)
-            sub = B.rows(rows)
-            g = (m / batch) * sub.rmatvec(sub.matvec(z) - y[rows])
+            g = minibatch_gradient(B, y, z, rng.choice(m, size=batch, replace=False))
             evals += batch / m
             matvecs += 2 * batch / m
         factors = factors - eta * factor_gradient(factors, g)

@@ -141,7 +141,7 @@ def integrate_mirror(B, y, depth, z0, *, stop, rtol, save_at, clock, t0=0.0, eva
         while index < len(save_times) and save_times[index] <= 0:
             saved.append((float(save_times[index]), flow.z.copy()))
             index += 1
-    elif save_at == "steps":
+    elif isinstance(save_at, str) and save_at == "steps":
         saved.append((0.0, flow.z.copy()))
     h = None
     status, message = "budget_exhausted", ""
@@ -174,6 +174,6 @@ def integrate_mirror(B, y, depth, z0, *, stop, rtol, save_at, clock, t0=0.0, eva
             while index < len(save_times) and save_times[index] <= flow.t:
                 saved.append((float(save_times[index]), interpolant((save_times[index] - t_old) / h_used)))
                 index += 1
-        elif save_at == "steps":
+        elif isinstance(save_at, str) and save_at == "steps":
             saved.append((flow.t, flow.z.copy()))
     return flow.z, status, message, flow.t, flow.steps, flow.evals, flow.matvecs, saved

@@ -140,7 +140,7 @@ def integrate(system, *, B, y, stop, rtol, atol, save_at, clock):
         while save_index < len(save_times) and save_times[save_index] <= 0:
             saved.append((float(save_times[save_index]), system.z(state)))
             save_index += 1
-    elif save_at == "steps":
+    elif isinstance(save_at, str) and save_at == "steps":
         saved.append((0.0, system.z(state)))
     first_step = None
 
@@ -175,7 +175,7 @@ def integrate(system, *, B, y, stop, rtol, atol, save_at, clock):
             while save_index < len(save_times) and save_times[save_index] <= t_now:
                 saved.append((float(save_times[save_index]), system.z(dense(save_times[save_index] - t_base))))
                 save_index += 1
-        if save_at == "steps":
+        if isinstance(save_at, str) and save_at == "steps":
             saved.append((t_now, z))
         residual = np.linalg.norm(B.matvec(z) - y) / ynorm
         matvecs += 2

@@ -190,12 +190,14 @@ class Hadamard:
             )
         return factors
 
-    def invariants(self, factors: np.ndarray) -> dict[str, np.ndarray]:
-        """Conserved quantities of the flow: (A.3) ``w_j^2 - w_1^2`` and, signed, (A.8)."""
+    def invariants(self, factors: np.ndarray, identical: bool | None = None) -> dict[str, np.ndarray]:
+        """Conserved quantities of the flow: (A.3) ``w_j^2 - w_1^2`` and, signed with identical
+        factors (``identical=None``: judged from ``factors``), (A.8) from the first factor."""
         out: dict[str, np.ndarray] = {}
         if self.depth >= 2:
             out["balancedness_A3"] = factors[1:] ** 2 - factors[0] ** 2
-        if self.signed and self.depth >= 2 and self.identical(factors):
+        identical = self.identical(factors) if identical is None else identical
+        if self.signed and self.depth >= 2 and identical:
             n = factors.shape[1] // 2
             u, v = factors[0, :n], factors[0, n:]
             if self.depth == 2:

@@ -1,0 +1,280 @@
+"""Figures of the sparse-recovery experiments (SPEC §A), as pure functions of computed data.
+
+Every function takes arrays / dicts that were computed elsewhere (see :mod:`implicit_bias.report`)
+and an output path, draws one figure with matplotlib's object API (no pyplot, no global backend
+state: safe in workers and tests), writes it as a PNG of exactly ``figsize * dpi`` pixels and
+returns the path. Nothing here computes a limit or runs a simulation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+__all__ = ["depth_color", "plot_trajectories", "plot_l1_gap_vs_alpha", "plot_general_init"]
+
+_DEPTH_COLORS = {2: "tab:blue", 3: "tab:orange", 4: "tab:green", 5: "tab:red", 6: "tab:purple"}
+# A relative l1 gap below this is at the rounding level of the two solvers (limit and LP) that
+# produce ||x||_1 and Q; it is not drawn on a log axis.
+GAP_FLOOR = 1e-12
+
+
+def depth_color(depth: int) -> str:
+    """The colour used for depth ``N`` in every figure."""
+    return _DEPTH_COLORS.get(int(depth), f"C{int(depth) % 10}")
+
+
+def _new_figure(figsize) -> Figure:
+    return Figure(figsize=figsize, layout="constrained")
+
+
+def _save(fig: Figure, path, dpi: int) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=dpi, format="png")
+    os.replace(tmp, path)
+    return path
+
+
+def _positive(values) -> np.ndarray:
+    """``values`` as floats with non-positive / non-finite entries (not drawable on log axes) set to NaN."""
+    v = np.array(values, dtype=float, copy=True)
+    v[~np.isfinite(v) | (v <= 0)] = np.nan
+    return v
+
+
+def _log_gap(values) -> np.ndarray:
+    v = _positive(values)
+    v[v < GAP_FLOOR] = np.nan
+    return v
+
+
+# ----------------------------------------------------------------------------- (a) trajectories
+
+
+def plot_trajectories(runs, path, *, title: str | None = None, figsize=(14.0, 7.5), dpi: int = 110) -> Path:
+    """Trajectories ``||x(t)||_1`` (top row) and the coordinates ``x_k(t)`` (bottom row), one column per run.
+
+    ``runs``: list of dicts with keys
+      - ``depth`` (int), ``alpha`` (float): the model and its factor-level initial scale;
+      - ``t`` (k,), ``x`` (k, n): saved flow times (> 0) and iterates;
+      - ``Q`` (float): the l1 optimum (``Q_+``), drawn as a horizontal line;
+      - optional ``support`` (indices drawn in colour; the others in grey), ``x_ref`` (n,): the
+        l1 minimiser, whose nonzero values are drawn as dotted lines in the coordinate's colour;
+        ``status`` (str) shown in the panel title; ``Q_symbol`` (TeX, default ``"Q_+"``).
+    """
+    if not runs:
+        raise ValueError("plot_trajectories needs at least one run")
+    fig = _new_figure(figsize)
+    axes = fig.subplots(2, len(runs), squeeze=False, sharex="col")
+    for j, run in enumerate(runs):
+        t = np.asarray(run["t"], dtype=float)
+        x = np.asarray(run["x"], dtype=float)
+        keep = t > 0
+        t, x = t[keep], x[keep]
+        depth, alpha, Q = int(run["depth"]), float(run["alpha"]), float(run["Q"])
+        q_symbol = run.get("Q_symbol", r"Q_+")
+        color = depth_color(depth)
+        top, bottom = axes[0, j], axes[1, j]
+
+        top.plot(t, np.abs(x).sum(axis=1), color=color, lw=2, label=r"$\|x(t)\|_1$")
+        top.axhline(Q, color="k", ls="--", lw=1, label=rf"${q_symbol}$ = {Q:.4g} (l1 optimum)")
+        top.set_xscale("log")
+        top.set_ylim(0, 1.15 * max(Q, float(np.max(np.abs(x).sum(axis=1)))))
+        status = run.get("status")
+        top.set_title(f"N = {depth}, α = {alpha:g}" + (f"  [{status}]" if status and status != "converged" else ""))
+        top.set_ylabel(r"$\|x(t)\|_1$")
+        top.legend(loc="upper left", fontsize=8)
+        top.grid(True, which="major", alpha=0.3)
+
+        support = run.get("support")
+        support = np.asarray(support if support is not None else [], dtype=int)
+        others = np.setdiff1d(np.arange(x.shape[1]), support)
+        floor = alpha**depth * 1e-3
+        xs = np.where(x > floor, x, np.nan)
+        if others.size:
+            bottom.plot(t, xs[:, others], color="0.7", lw=0.6)
+        palette = [f"C{i % 10}" for i in range(len(support))]
+        for c, k in zip(palette, support):
+            bottom.plot(t, xs[:, k], color=c, lw=1.6)
+        x_ref = run.get("x_ref")
+        if x_ref is not None:
+            x_ref = np.asarray(x_ref, dtype=float)
+            for c, k in zip(palette, support):
+                if x_ref[k] > 0:
+                    bottom.axhline(x_ref[k], color=c, ls=":", lw=1)
+        bottom.axhline(alpha**depth, color="k", ls="-.", lw=0.8)
+        bottom.set_xscale("log")
+        bottom.set_yscale("log")
+        top_value = float(np.nanmax(xs)) if np.any(np.isfinite(xs)) else 1.0
+        bottom.set_ylim(floor, 3 * top_value)
+        bottom.set_xlabel("t  (flow time, factor time SPEC C1; log scale)")
+        bottom.set_ylabel(r"coordinates $x_k(t)$ (log scale)")
+        bottom.grid(True, which="major", alpha=0.3)
+        handles = [
+            Line2D([], [], color="C0", lw=1.6, label="support of the l1 minimiser"),
+            Line2D([], [], color="0.7", lw=0.6, label="other coordinates"),
+            Line2D([], [], color="k", ls="-.", lw=0.8, label=r"start $\alpha^N$"),
+        ]
+        if x_ref is not None:
+            handles.insert(1, Line2D([], [], color="C0", ls=":", lw=1, label="l1 minimiser's value"))
+        bottom.legend(handles=handles, loc="lower right", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return _save(fig, path, dpi)
+
+
+# ----------------------------------------------------------------------------- (b), (c) gap vs alpha
+
+
+def plot_l1_gap_vs_alpha(curves, path, *, title: str | None = None, bound_label: str = "ε bound (SPEC A.15)",
+                         q_symbol: str = r"Q_+", figsize=(9.0, 6.5), dpi: int = 110) -> Path:
+    """Relative l1 gap ``(||x_inf||_1 - Q)/Q`` versus ``alpha`` (log-log), one colour per depth.
+
+    ``curves``: list of dicts with keys
+      - ``depth`` (int);
+      - ``alpha`` (k,), ``gap`` (k,): the exact limit's gap along an alpha grid (solid line);
+      - ``epsilon`` (k,): the theorem's bound there, ``inf`` where its hypothesis fails (dashed);
+      - optional ``alpha_critical`` (float): the alpha at which beta_1 = Q (dotted vertical line:
+        the bound applies to its left);
+      - optional ``sim_alpha``, ``sim_gap`` (arrays) and ``sim_converged`` (bools): simulated
+        gradient-flow runs (open circles; a cross where the run did not converge).
+    Gaps below ``GAP_FLOOR`` (rounding level) or <= 0 are not drawn.
+    """
+    fig = _new_figure(figsize)
+    ax = fig.add_subplot()
+    any_sim = any_crit = False
+    for curve in curves:
+        depth = int(curve["depth"])
+        color = depth_color(depth)
+        alpha = np.asarray(curve["alpha"], dtype=float)
+        order = np.argsort(alpha)
+        alpha = alpha[order]
+        gap = _log_gap(np.asarray(curve["gap"], dtype=float)[order])
+        eps = _positive(np.asarray(curve["epsilon"], dtype=float)[order])
+        ax.plot(alpha, gap, "-", marker=".", ms=5, color=color, lw=2)
+        ax.plot(alpha, eps, "--", color=color, lw=1.5)
+        crit = curve.get("alpha_critical")
+        if crit is not None and np.isfinite(crit) and alpha.min() <= crit <= alpha.max() * 3:
+            ax.axvline(crit, color=color, ls=":", lw=1)
+            any_crit = True
+        if curve.get("sim_alpha") is not None and len(curve["sim_alpha"]):
+            sa = np.asarray(curve["sim_alpha"], dtype=float)
+            sg = _log_gap(curve["sim_gap"])
+            ok = np.asarray(curve.get("sim_converged", np.ones(sa.size, bool)), dtype=bool)
+            ax.plot(sa[ok], sg[ok], "o", ms=10, mfc="none", mec=color, mew=1.8)
+            if np.any(~ok):
+                ax.plot(sa[~ok], sg[~ok], "x", ms=10, color=color, mew=1.8)
+            any_sim = True
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$\alpha$  (factor-level initial scale; the product starts at $\alpha^N$)")
+    ax.set_ylabel(rf"relative l1 gap  $(\|x_\infty\|_1 - {q_symbol})\,/\,{q_symbol}$")
+    ax.grid(True, which="major", alpha=0.3)
+    depth_handles = [Line2D([], [], color=depth_color(int(c["depth"])), lw=3, label=f"N = {int(c['depth'])}")
+                     for c in curves]
+    style_handles = [
+        Line2D([], [], color="k", ls="-", marker=".", lw=2, label="exact limit (oracle predict_limit)"),
+        Line2D([], [], color="k", ls="--", lw=1.5, label=bound_label),
+    ]
+    if any_sim:
+        style_handles.append(Line2D([], [], color="k", ls="none", marker="o", mfc="none", ms=9,
+                                    label="simulated gradient flow (simulate)"))
+    if any_crit:
+        style_handles.append(Line2D([], [], color="k", ls=":", lw=1,
+                                    label=r"$\beta_1 = $" + f"${q_symbol}$" + " (bound applies to the left)"))
+    first = ax.legend(handles=depth_handles, loc="lower right", fontsize=9, title="depth")
+    ax.add_artist(first)
+    ax.legend(handles=style_handles, loc="upper left", fontsize=9)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(fig, path, dpi)
+
+
+# ----------------------------------------------------------------------------- (d) general init
+
+
+def plot_general_init(data, path, *, title: str | None = None, figsize=(17.0, 5.6), dpi: int = 110) -> Path:
+    """General positive initialisation ``x0 = lambda * u`` (SPEC A.6): three panels.
+
+    ``data`` (dict):
+      - ``depth`` (int), ``lam`` (k,): the scales;
+      - ``dist_weighted`` (k,), ``dist_l1`` (k,): ``||x_inf - z_h||_1`` and ``||x_inf - z_l1||_1``;
+      - ``weighted_gap`` (k,), ``weighted_epsilon`` (k,): ``(||x_inf||_h - Q_h)/Q_h`` and the bound (A.18);
+      - optional ``l1_gap`` (k,), ``naive_epsilon`` (k,): the plain l1 gap and (A.15) evaluated with
+        ``beta_1 = ||x0||_1``, ``beta_min = min x0`` (not a theorem for N > 2 and non-uniform x0);
+      - optional ``sim_lam``, ``sim_dist_weighted``: simulated runs (open circles);
+      - ``stem_lam`` (float), ``x_limit``, ``z_weighted``, ``z_l1`` (n,): the vectors for the stem plot.
+    """
+    fig = _new_figure(figsize)
+    ax1, ax2, ax3 = fig.subplots(1, 3, width_ratios=[1, 1, 1.35])
+    lam = np.asarray(data["lam"], dtype=float)
+    depth = int(data["depth"])
+
+    ax1.plot(lam, _positive(data["dist_weighted"]), "-o", ms=4, color="tab:purple", lw=2,
+             label=r"$\|x_\infty - z_h\|_1$  (weighted-l1 solution)")
+    ax1.plot(lam, _positive(data["dist_l1"]), "-s", ms=4, color="tab:gray", lw=2,
+             label=r"$\|x_\infty - z_{\ell_1}\|_1$  (plain l1 solution)")
+    if data.get("sim_lam") is not None and len(data["sim_lam"]):
+        ax1.plot(data["sim_lam"], _positive(data["sim_dist_weighted"]), "o", ms=11, mfc="none", mec="k", mew=1.5,
+                 label=r"simulated flow: $\|x(T) - z_h\|_1$")
+    ax1.set_xscale("log")
+    ax1.set_yscale("log")
+    ax1.set_xlabel(r"$\lambda$  (initialisation $x_0 = \lambda u$)")
+    ax1.set_ylabel(r"l1 distance")
+    ax1.set_title("limit → weighted-l1 solution as λ → 0", fontsize=10)
+    ax1.grid(True, which="major", alpha=0.3)
+    ax1.legend(fontsize=8, loc="center right")
+
+    ax2.plot(lam, _log_gap(data["weighted_gap"]), "-o", ms=4, color="tab:purple", lw=2,
+             label=r"$(\|x_\infty\|_h - Q_h)/Q_h$")
+    ax2.plot(lam, _positive(data["weighted_epsilon"]), "--", color="tab:purple", lw=1.5,
+             label=r"$\epsilon_h$ bound (Thm A.3, SPEC A.18)")
+    if data.get("l1_gap") is not None:
+        ax2.plot(lam, _log_gap(data["l1_gap"]), "-s", ms=4, color="tab:gray", lw=2,
+                 label=r"$(\|x_\infty\|_1 - Q_+)/Q_+$")
+        ax2.plot(lam, _positive(data["naive_epsilon"]), "--", color="tab:gray", lw=1.5,
+                 label="A.15 with β₁=‖x₀‖₁, β_min=min x₀\n(not a theorem for non-uniform x₀, N>2)")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlabel(r"$\lambda$")
+    ax2.set_ylabel("relative gap")
+    ax2.set_title("weighted bound holds; the unweighted one need not", fontsize=10)
+    ax2.grid(True, which="major", alpha=0.3)
+    ax2.legend(fontsize=7.5, loc="lower left")
+
+    x_limit = np.asarray(data["x_limit"], dtype=float)
+    z_h = np.asarray(data["z_weighted"], dtype=float)
+    z_1 = np.asarray(data["z_l1"], dtype=float)
+    k = np.arange(x_limit.size)
+    markerline, stemlines, baseline = ax3.stem(k, x_limit, linefmt="tab:purple", markerfmt="o", basefmt="k-")
+    markerline.set_markersize(4)
+    stemlines.set_linewidth(1)
+    baseline.set_linewidth(0.5)
+    nz_h = np.abs(z_h) > 1e-9 * max(np.max(np.abs(z_h)), 1e-300)
+    nz_1 = np.abs(z_1) > 1e-9 * max(np.max(np.abs(z_1)), 1e-300)
+    ax3.plot(k[nz_h], z_h[nz_h], "D", ms=9, mfc="none", mec="tab:red", mew=1.3)
+    ax3.plot(k[nz_1], z_1[nz_1], "x", ms=8, color="k", mew=1.5)
+    ax3.set_xlabel("coordinate k")
+    ax3.set_ylabel("value")
+    ax3.set_title(f"coordinates at λ = {float(data['stem_lam']):.0e}", fontsize=10)
+    ax3.legend(handles=[
+        Line2D([], [], color="tab:purple", marker="o", ms=4, lw=1, label=r"limit $x_\infty$ (stems)"),
+        Line2D([], [], color="tab:red", marker="D", mfc="none", ls="none", ms=8, label=r"weighted-l1 $z_h$ (nonzeros)"),
+        Line2D([], [], color="k", marker="x", ls="none", ms=8, label=r"plain l1 $z_{\ell_1}$ (nonzeros)"),
+    ], fontsize=8, loc="upper right")
+    ax3.grid(True, axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return _save(fig, path, dpi)
+
+
+def image_size(figsize, dpi: int) -> tuple[int, int]:
+    """``(height, width)`` in pixels of a figure written by this module."""
+    return int(round(figsize[1] * dpi)), int(round(figsize[0] * dpi))
+

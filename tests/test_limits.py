@@ -1,0 +1,118 @@
+"""The limit oracle against independent computations (SPEC A.1, A.4, A.6, E.1; §F rows 2-5)."""
+
+import numpy as np
+import pytest
+
+from implicit_bias.errors import InfeasibleProblemError
+from implicit_bias.limits import predict_limit
+from implicit_bias.mirror import MirrorMap
+from implicit_bias.models import Hadamard, Init
+from implicit_bias.problems import SparseRecovery, gaussian_sparse
+from implicit_bias.references import bregman_projection_cvxpy, min_l1, min_l2, min_weighted_l1
+
+
+@pytest.mark.parametrize("N", [2, 3, 4])
+@pytest.mark.parametrize("alpha", [1e-1, 1e-2])
+def test_limit_equals_cvxpy_bregman_projection(N, alpha):
+    problem = gaussian_sparse(60, 24, 3, signed=False, seed=N)
+    limit = predict_limit(problem, Hadamard(N), Init.uniform(alpha))
+    reference = bregman_projection_cvxpy(problem.A, problem.y, np.full(60, alpha ** N), N)
+    assert limit.status == "converged"
+    # Clarabel reaches ~1e-9 relative on these sizes (SPEC F.3); 1e-6 leaves room for its variance
+    assert np.max(np.abs(limit.x - reference)) <= 1e-6 * np.max(np.abs(reference))
+
+
+@pytest.mark.parametrize("N", [2, 3, 4])
+@pytest.mark.parametrize("alpha", [1e-4, 1e-12])
+def test_kkt_at_tiny_alpha(N, alpha):
+    """Theorem A.0: grad F(x) - grad F(x0) in range(A^T) and Ax = y, recomputed from x alone."""
+    problem = gaussian_sparse(200, 50, 5, signed=False, seed=1)
+    limit = predict_limit(problem, Hadamard(N), Init.uniform(alpha))
+    assert limit.status == "converged"
+    assert limit.residual <= 1e-10
+    assert limit.kkt <= 1e-10  # observed ~1e-14 (§F row 2 reports 5e-11 for the flow)
+    assert np.all(limit.x > 0)
+
+
+def test_signed_limit_is_positive_limit_for_stacked_matrix():
+    """Theorem A.4: the signed model on A is the positive model on [A, -A]."""
+    problem = gaussian_sparse(40, 16, 3, signed=True, seed=2)
+    for N in (2, 3):
+        signed = predict_limit(problem, Hadamard(N, signed=True), Init.uniform(0.05))
+        stacked = SparseRecovery(np.hstack([problem.A, -problem.A]), problem.y)
+        positive = predict_limit(stacked, Hadamard(N), Init.uniform(0.05))
+        x_from_positive = positive.x[:40] - positive.x[40:]
+        assert np.allclose(signed.x, x_from_positive, rtol=1e-9, atol=1e-12)
+
+
+def test_signed_N2_hyperbolic_entropy_kkt():
+    """(A.20): arsinh(x / (2 alpha^2)) lies in range(A^T)."""
+    problem = gaussian_sparse(50, 20, 3, signed=True, seed=3)
+    alpha = 0.1
+    x = predict_limit(problem, Hadamard(2, signed=True), Init.uniform(alpha)).x
+    v = np.arcsinh(x / (2 * alpha ** 2))
+    coef, *_ = np.linalg.lstsq(problem.A.T, v, rcond=None)
+    assert np.linalg.norm(v - problem.A.T @ coef) <= 1e-9 * np.linalg.norm(v)
+
+
+def test_depth_one_limits_are_projections():
+    """SPEC E.1: the linear model converges to x0 + A^+(y - A x0); from 0 the min-l2 solution."""
+    problem = gaussian_sparse(30, 12, 2, signed=True, seed=4)
+    signed = predict_limit(problem, Hadamard(1, signed=True), Init.uniform(0.3))  # x0 = u0 - v0 = 0
+    assert np.allclose(signed.x, np.linalg.pinv(problem.A) @ problem.y, atol=1e-12)
+    x0 = np.linspace(-1, 1, 30)
+    general = predict_limit(problem, Hadamard(1), Init.general(x0))
+    assert np.allclose(general.x, min_l2(problem.A, problem.y, x0), atol=1e-12)
+
+
+def test_small_init_limit_approaches_l1_minimiser():
+    """Theorem A.2 qualitatively: the distance to the l1 minimiser shrinks with alpha (§F row 3)."""
+    problem = gaussian_sparse(100, 40, 5, signed=False, seed=5)
+    z_l1 = min_l1(problem.A, problem.y, nonneg=True)
+    distances = [np.sum(np.abs(predict_limit(problem, Hadamard(3), Init.uniform(a)).x - z_l1)) for a in (1e-1, 1e-2, 1e-3)]
+    assert distances[0] > distances[1] > distances[2]
+    assert distances[2] < 1e-3
+
+
+def test_general_init_tends_to_weighted_l1_solution():
+    """SPEC A.6: x0 = lambda u, lambda -> 0 gives argmin sum u^(2/N-1) z over S_+ (N = 3)."""
+    problem = gaussian_sparse(60, 25, 3, signed=False, seed=6)
+    u = np.random.default_rng(6).uniform(0.2, 5.0, 60)
+    z_h = min_weighted_l1(problem.A, problem.y, u ** (2 / 3 - 1), nonneg=True)
+    limit = predict_limit(problem, Hadamard(3), Init.general(1e-9 * u))
+    # §F row 4 observed 5e-7 at lambda = 1e-9
+    assert np.sum(np.abs(limit.x - z_h)) <= 1e-5 * np.sum(np.abs(z_h))
+
+
+def test_degenerate_problems_do_not_crash():
+    """Several l1 minimisers (duplicated columns) and a rank-deficient A (repeated rows)."""
+    rng = np.random.default_rng(7)
+    A = rng.standard_normal((10, 20))
+    A[:, 1] = A[:, 0]  # two columns equal: the l1 minimiser is not unique
+    x = np.zeros(20)
+    x[[0, 5]] = [1.0, 2.0]
+    A_rank = np.vstack([A, A[:3]])  # 13 rows, rank 10
+    for matrix in (A, A_rank):
+        problem = SparseRecovery(matrix, matrix @ x)
+        for N in (2, 3):
+            limit = predict_limit(problem, Hadamard(N), Init.uniform(1e-4))
+            assert limit.status == "converged" and limit.residual <= 1e-9
+            # the Bregman projection splits mass equally over identical columns (symmetry)
+            assert np.isclose(limit.x[0], limit.x[1], rtol=1e-8)
+
+
+def test_positive_model_without_nonnegative_solution_raises():
+    problem = SparseRecovery(np.array([[1.0, 1.0, 2.0]]), np.array([-1.0]))
+    with pytest.raises(InfeasibleProblemError, match="--signed"):
+        predict_limit(problem, Hadamard(2), Init.uniform(0.1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("N", [2, 3])
+def test_large_problem_with_tiny_alpha(N):
+    """The n = 5000 trap: the dual Hessian is numerically singular at alpha^N = 1e-24."""
+    problem = gaussian_sparse(5000, 1250, 125, signed=False, seed=0)
+    limit = predict_limit(problem, Hadamard(N), Init.uniform(1e-12))
+    assert limit.status == "converged" and limit.residual <= 1e-10
+    mirror = MirrorMap(N)
+    assert np.all(np.isfinite(mirror.phi(limit.z)))
