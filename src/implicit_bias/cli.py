@@ -160,6 +160,100 @@ def bound(depth, beta1, beta_min, Q, as_json, debug):
 
 
 @main.command()
+def experiments():
+    """List the registered experiments and their parameters."""
+    from .experiments import EXPERIMENTS
+
+    for experiment in EXPERIMENTS.values():
+        click.echo(f"{experiment.name}: {experiment.description}")
+        for name, default in experiment.defaults().items():
+            click.echo(f"    {name} = {default!r}")
+
+
+def _executor(workers: int, scheduler: str | None):
+    from .experiments import DaskExecutor, SerialExecutor
+
+    if scheduler or workers > 1:
+        return DaskExecutor(workers=max(workers, 1), scheduler=scheduler)
+    return SerialExecutor()
+
+
+@main.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="override a spec field: n=200, grid.delta=[0.1,0.2], method=flow, seeds=3")
+@click.option("--store", "store_path", type=click.Path(dir_okay=False), default=None, help="store file (default: the spec's)")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="1: serial in this process; K > 1: an embedded Dask LocalCluster with K workers")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="use an existing Dask cluster")
+@click.option("--debug", is_flag=True)
+def sweep(spec_file, overrides, store_path, workers, scheduler, debug):
+    """Run a sweep spec (TOML) into its SQLite store; rerunning resumes."""
+    from .experiments import load_spec, run_sweep
+
+    try:
+        spec = load_spec(spec_file, list(overrides))
+        executor = _executor(workers, scheduler)
+    except ImplicitBiasError as exc:
+        _fail(str(exc), debug)
+    try:
+        summary = run_sweep(spec, store_path=store_path, executor=executor)
+    except ImplicitBiasError as exc:
+        _fail(str(exc), debug)
+    finally:
+        executor.close()
+    click.echo(f"{summary.total} trials: {summary.skipped} already stored, {summary.done} done, "
+               f"{summary.failed} failed in {summary.wall_s:.1f}s -> {store_path or spec.store}")
+
+
+@main.command()
+@click.argument("store_path", type=click.Path(dir_okay=False))
+@click.option("--spec", "spec_file", type=click.Path(dir_okay=False), default=None, help="also count the spec's pending trials")
+@click.option("--debug", is_flag=True)
+def status(store_path, spec_file, debug):
+    """Summarise a store: done, failed and (with --spec) pending trials."""
+    from .experiments import SQLiteStore, load_spec
+    from .experiments.sweep import pending_tasks
+
+    try:
+        with SQLiteStore(store_path, create=False) as store:
+            counts = store.counts()
+            pending = None
+            if spec_file:
+                pending = len(pending_tasks(load_spec(spec_file), store)[0])
+            by_experiment = store.dataframe().groupby(["experiment", "status"]).size() if sum(counts.values()) else None
+            integrity = store.integrity()
+    except ImplicitBiasError as exc:
+        _fail(str(exc), debug)
+    click.echo(f"store {store_path}: {counts.get('done', 0)} done, {counts.get('failed', 0)} failed"
+               + (f", {pending} pending" if pending is not None else "") + f"; integrity {integrity}")
+    if by_experiment is not None:
+        click.echo(by_experiment.to_string())
+
+
+@main.command()
+@click.argument("store_path", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="output file (default: next to the store)")
+@click.option("--debug", is_flag=True)
+def export(store_path, fmt, out, debug):
+    """Export a store to CSV or Parquet (one row per trial)."""
+    from pathlib import Path
+
+    from .experiments import SQLiteStore
+
+    out = out or str(Path(store_path).with_suffix(f".{fmt}"))
+    try:
+        with SQLiteStore(store_path, create=False) as store:
+            path = store.export(out, fmt)
+    except ImplicitBiasError as exc:
+        _fail(str(exc), debug)
+    except ImportError as exc:
+        _fail(f"parquet export needs pyarrow ({exc}); pip install pyarrow or use --format csv", debug)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
 @click.option("--quick/--full", default=True, show_default=True, help="small grids (minutes) or paper-scale grids")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="reproduce-out", show_default=True)
 @click.option("--debug", is_flag=True)

@@ -41,6 +41,14 @@ def _save(fig: Figure, path, dpi: int) -> Path:
     return path
 
 
+def _support_palette(k: int) -> list:
+    """Colours of the support coordinates: a dark-to-light magma ramp, disjoint from the depth colours."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["magma"]
+    return [cmap(v) for v in np.linspace(0.15, 0.75, max(k, 1))][:k] if k else []
+
+
 def _positive(values) -> np.ndarray:
     """``values`` as floats with non-positive / non-finite entries (not drawable on log axes) set to NaN."""
     v = np.array(values, dtype=float, copy=True)
@@ -66,7 +74,7 @@ def plot_trajectories(runs, path, *, title: str | None = None, figsize=(14.0, 7.
       - ``Q`` (float): the l1 optimum (``Q_+``), drawn as a horizontal line;
       - optional ``support`` (indices drawn in colour; the others in grey), ``x_ref`` (n,): the
         l1 minimiser, whose nonzero values are drawn as dotted lines in the coordinate's colour;
-        ``status`` (str) shown in the panel title; ``Q_symbol`` (TeX, default ``"Q_+"``).
+        ``status`` (str) shown in the panel title; ``note`` (str) boxed in the top panel; ``Q_symbol`` (TeX, default ``"Q_+"``).
     """
     if not runs:
         raise ValueError("plot_trajectories needs at least one run")
@@ -85,7 +93,11 @@ def plot_trajectories(runs, path, *, title: str | None = None, figsize=(14.0, 7.
         top.plot(t, np.abs(x).sum(axis=1), color=color, lw=2, label=r"$\|x(t)\|_1$")
         top.axhline(Q, color="k", ls="--", lw=1, label=rf"${q_symbol}$ = {Q:.4g} (l1 optimum)")
         top.set_xscale("log")
-        top.set_ylim(0, 1.15 * max(Q, float(np.max(np.abs(x).sum(axis=1)))))
+        top.set_ylim(0, 1.3 * max(Q, float(np.max(np.abs(x).sum(axis=1)))))
+        note = run.get("note")
+        if note:
+            top.text(0.98, 0.04, note, transform=top.transAxes, ha="right", va="bottom", fontsize=8,
+                     bbox=dict(boxstyle="round", fc="white", ec="0.7"))
         status = run.get("status")
         top.set_title(f"N = {depth}, α = {alpha:g}" + (f"  [{status}]" if status and status != "converged" else ""))
         top.set_ylabel(r"$\|x(t)\|_1$")
@@ -99,7 +111,7 @@ def plot_trajectories(runs, path, *, title: str | None = None, figsize=(14.0, 7.
         xs = np.where(x > floor, x, np.nan)
         if others.size:
             bottom.plot(t, xs[:, others], color="0.7", lw=0.6)
-        palette = [f"C{i % 10}" for i in range(len(support))]
+        palette = _support_palette(len(support))
         for c, k in zip(palette, support):
             bottom.plot(t, xs[:, k], color=c, lw=1.6)
         x_ref = run.get("x_ref")
@@ -117,12 +129,12 @@ def plot_trajectories(runs, path, *, title: str | None = None, figsize=(14.0, 7.
         bottom.set_ylabel(r"coordinates $x_k(t)$ (log scale)")
         bottom.grid(True, which="major", alpha=0.3)
         handles = [
-            Line2D([], [], color="C0", lw=1.6, label="support of the l1 minimiser"),
+            Line2D([], [], color=_support_palette(1)[0], lw=1.6, label="support of the l1 minimiser"),
             Line2D([], [], color="0.7", lw=0.6, label="other coordinates"),
             Line2D([], [], color="k", ls="-.", lw=0.8, label=r"start $\alpha^N$"),
         ]
         if x_ref is not None:
-            handles.insert(1, Line2D([], [], color="C0", ls=":", lw=1, label="l1 minimiser's value"))
+            handles.insert(1, Line2D([], [], color=_support_palette(1)[0], ls=":", lw=1, label="l1 minimiser's value"))
         bottom.legend(handles=handles, loc="lower right", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=11)
@@ -133,7 +145,7 @@ def plot_trajectories(runs, path, *, title: str | None = None, figsize=(14.0, 7.
 
 
 def plot_l1_gap_vs_alpha(curves, path, *, title: str | None = None, bound_label: str = "ε bound (SPEC A.15)",
-                         q_symbol: str = r"Q_+", figsize=(9.0, 6.5), dpi: int = 110) -> Path:
+                         q_symbol: str = r"Q_+", figsize=(10.5, 7.0), dpi: int = 110) -> Path:
     """Relative l1 gap ``(||x_inf||_1 - Q)/Q`` versus ``alpha`` (log-log), one colour per depth.
 
     ``curves``: list of dicts with keys
@@ -188,9 +200,9 @@ def plot_l1_gap_vs_alpha(curves, path, *, title: str | None = None, bound_label:
     if any_crit:
         style_handles.append(Line2D([], [], color="k", ls=":", lw=1,
                                     label=r"$\beta_1 = $" + f"${q_symbol}$" + " (bound applies to the left)"))
-    first = ax.legend(handles=depth_handles, loc="lower right", fontsize=9, title="depth")
-    ax.add_artist(first)
-    ax.legend(handles=style_handles, loc="upper left", fontsize=9)
+    # Outside the axes: the curves span the whole plot, any inside position hides some of them.
+    fig.legend(handles=depth_handles, loc="outside right upper", fontsize=9, title="depth (colour)")
+    fig.legend(handles=style_handles, loc="outside lower center", ncols=2, fontsize=9)
     if title:
         ax.set_title(title, fontsize=10)
     return _save(fig, path, dpi)
@@ -238,15 +250,22 @@ def plot_general_init(data, path, *, title: str | None = None, figsize=(17.0, 5.
     if data.get("l1_gap") is not None:
         ax2.plot(lam, _log_gap(data["l1_gap"]), "-s", ms=4, color="tab:gray", lw=2,
                  label=r"$(\|x_\infty\|_1 - Q_+)/Q_+$")
-        ax2.plot(lam, _positive(data["naive_epsilon"]), "--", color="tab:gray", lw=1.5,
-                 label="A.15 with β₁=‖x₀‖₁, β_min=min x₀\n(not a theorem for non-uniform x₀, N>2)")
+        ax2.plot(lam, _positive(data["naive_epsilon"]), ":", color="k", lw=2,
+                 label="(A.15) with $\\beta_1=\\|x_0\\|_1$, $\\beta_{\\min}=\\min_k x_{0,k}$\n"
+                       "(NOT a theorem for non-uniform $x_0$, N > 2)")
+        violated = np.asarray(data["l1_gap"], dtype=float) > np.asarray(data["naive_epsilon"], dtype=float)
+        if np.any(violated):
+            bad = lam[violated]
+            ax2.axvspan(bad.min() / 1.5, bad.max() * 1.5, color="tab:red", alpha=0.08, lw=0)
+            ax2.text(np.sqrt(bad.min() * bad.max()), 0.97, "(A.15) violated here", transform=ax2.get_xaxis_transform(),
+                     ha="center", va="top", fontsize=8, color="tab:red")
     ax2.set_xscale("log")
     ax2.set_yscale("log")
     ax2.set_xlabel(r"$\lambda$")
     ax2.set_ylabel("relative gap")
     ax2.set_title("weighted bound holds; the unweighted one need not", fontsize=10)
     ax2.grid(True, which="major", alpha=0.3)
-    ax2.legend(fontsize=7.5, loc="lower left")
+    ax2.legend(fontsize=7.5, loc="lower right")
 
     x_limit = np.asarray(data["x_limit"], dtype=float)
     z_h = np.asarray(data["z_weighted"], dtype=float)
@@ -266,7 +285,8 @@ def plot_general_init(data, path, *, title: str | None = None, figsize=(17.0, 5.
     ax3.legend(handles=[
         Line2D([], [], color="tab:purple", marker="o", ms=4, lw=1, label=r"limit $x_\infty$ (stems)"),
         Line2D([], [], color="tab:red", marker="D", mfc="none", ls="none", ms=8, label=r"weighted-l1 $z_h$ (nonzeros)"),
-        Line2D([], [], color="k", marker="x", ls="none", ms=8, label=r"plain l1 $z_{\ell_1}$ (nonzeros)"),
+        Line2D([], [], color="k", marker="x", ls="none", ms=8,
+               label=r"plain l1 $z_{\ell_1}$ (nonzeros)" + (f" {data['l1_note']}" if data.get("l1_note") else "")),
     ], fontsize=8, loc="upper right")
     ax3.grid(True, axis="y", alpha=0.3)
     if title:

@@ -1,5 +1,15 @@
-"""Named experiments: functions from parameters to a record of metrics."""
+"""Named experiments, sweep specs, executors and the store."""
 
-from .sparse import sparse_trial, SparseTrial
+from .executors import DaskExecutor, SerialExecutor, execute_trial
+from .phase import PhaseTrial, phase_trial
+from .registry import EXPERIMENTS, Experiment, get_experiment
+from .sparse import SparseTrial, sparse_trial
+from .spec import SweepSpec, load_spec
+from .store import SQLiteStore, StoreError, trial_key
+from .sweep import SweepSummary, run_sweep
 
-__all__ = ["sparse_trial", "SparseTrial"]
+__all__ = [
+    "DaskExecutor", "SerialExecutor", "execute_trial", "PhaseTrial", "phase_trial", "EXPERIMENTS", "Experiment",
+    "get_experiment", "SparseTrial", "sparse_trial", "SweepSpec", "load_spec", "SQLiteStore", "StoreError",
+    "trial_key", "SweepSummary", "run_sweep",
+]

@@ -1,0 +1,74 @@
+"""Recovery success of one method on one random problem: a pixel of a phase diagram."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+
+from ..errors import InvalidParameterError
+from ..problems import gaussian_sparse
+
+PHASE_METHODS = ("limit", "flow", "l1", "l2")
+
+
+@dataclass(frozen=True)
+class PhaseTrial:
+    """``m = round(delta n)`` Gaussian measurements of an ``s = round(rho m)``-sparse signal.
+
+    ``method``: ``limit`` (the exact gradient-flow limit of the depth-``depth`` Hadamard model
+    from ``alpha``), ``flow`` (the simulated flow), ``l1`` (the l1 minimiser, nonnegative for
+    positive signals) or ``l2`` (the minimum-norm solution). Success: relative l2 error at most
+    ``threshold``.
+    """
+
+    n: int = 100
+    delta: float = 0.5
+    rho: float = 0.2
+    signed: bool = False
+    method: Literal["limit", "flow", "l1", "l2"] = "limit"
+    depth: int = 2
+    alpha: float = 1e-6
+    threshold: float = 1e-2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in PHASE_METHODS:
+            raise InvalidParameterError(f"The 'method' parameter must be one of {PHASE_METHODS}. Got {self.method!r}.")
+        if not (0 < self.delta < 1):
+            raise InvalidParameterError(f"The 'delta' parameter must be a float in the range (0, 1). Got {self.delta!r}.")
+        if not (0 < self.rho <= 1):
+            raise InvalidParameterError(f"The 'rho' parameter must be a float in the range (0, 1]. Got {self.rho!r}.")
+
+    @property
+    def m(self) -> int:
+        return max(1, int(round(self.delta * self.n)))
+
+    @property
+    def s(self) -> int:
+        return max(1, int(round(self.rho * self.m)))
+
+
+def phase_trial(trial: PhaseTrial) -> dict:
+    from ..dynamics import GradientFlow, Stop, simulate
+    from ..limits import predict_limit
+    from ..models import Hadamard, Init
+    from ..references import min_l1, min_l2
+
+    problem = gaussian_sparse(trial.n, trial.m, trial.s, signed=trial.signed, seed=trial.seed)
+    status = "converged"
+    if trial.method == "l1":
+        x = min_l1(problem.A, problem.y, nonneg=not trial.signed)
+    elif trial.method == "l2":
+        x = min_l2(problem.A, problem.y)
+    elif trial.method == "limit":
+        limit = predict_limit(problem, Hadamard(trial.depth, trial.signed), Init.uniform(trial.alpha))
+        x, status = limit.x, limit.status
+    else:
+        result = simulate(problem, Hadamard(trial.depth, trial.signed), GradientFlow(), init=trial.alpha,
+                          stop=Stop(tol=1e-8, max_wall=120))
+        x, status = result.x, result.status
+    error = problem.error_true(x)
+    return {**asdict(trial), "m": trial.m, "s": trial.s, "solver_status": status, "error_true": error,
+            "success": bool(error is not None and error <= trial.threshold)}
