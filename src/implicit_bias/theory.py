@@ -232,3 +232,24 @@ def stable_step_size(A, x_target, depth: int, c: float = 0.5) -> float:
             "curvature scale). Got the zero vector."
         )
     return 2.0 * c / (N * norm_A**2 * scale ** (2.0 - 2.0 / N))
+
+
+def donoho_tanner_rho(delta: float, signed: bool = True) -> float:
+    """The asymptotic l1 phase transition rho(delta), rho = s/m, delta = m/n (Donoho-Tanner,
+    equivalently the minimax/AMP formula of Donoho-Maleki-Montanari):
+
+    ``rho(delta) = max_z [1 - (k/delta) psi(z)] / [1 + z^2 - k psi(z)]`` with
+    ``psi(z) = (1+z^2) Phi(-z) - z phi(z)``, ``k = 2`` for signed and ``1`` for nonnegative signals.
+    """
+    from scipy.optimize import minimize_scalar
+    from scipy.stats import norm
+
+    delta = _check_real("delta", delta, low=0.0, high=1.0)
+    kappa = 2.0 if signed else 1.0
+
+    def negative_rho(z: float) -> float:
+        psi = (1 + z * z) * norm.cdf(-z) - z * norm.pdf(z)
+        return -(1 - kappa / delta * psi) / (1 + z * z - kappa * psi)
+
+    best = minimize_scalar(negative_rho, bounds=(0.0, 12.0), method="bounded", options={"xatol": 1e-12})
+    return float(min(1.0, max(0.0, -best.fun)))
