@@ -224,8 +224,7 @@ def _trajectories(cfg: ReproConfig, echo) -> tuple[list[dict], list[dict], dict]
         model = Hadamard(N, signed=False)
         stop = Stop(tol=1e-8, max_wall=cfg.max_wall)
         started = time.perf_counter()
-        # One run to find the horizon, one to save on a log-spaced grid up to it. (save_at is a
-        # list: simulate's flow driver compares save_at == "steps", which fails for arrays.)
+        # One run to find the horizon, one to save on a log-spaced grid up to it.
         probe = simulate(problem, model, GradientFlow(), init=alpha, stop=stop)
         t_end = probe.t
         times = np.geomspace(min(1e-2, 1e-3 * t_end), t_end, cfg.traj_points)
