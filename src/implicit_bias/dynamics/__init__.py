@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from .._blas import pinned_blas
 from ..errors import InvalidParameterError, UnsupportedError
 from ..models import Hadamard, Init
 from ..problems import SparseRecovery
@@ -17,6 +18,7 @@ from .flow import FactorSystem, MirrorSystem, integrate
 __all__ = ["simulate", "default_step", "GradientFlow", "GradientDescent", "SGD", "Stop", "Result", "Path"]
 
 
+@pinned_blas
 def simulate(
     problem: SparseRecovery,
     model: Hadamard,

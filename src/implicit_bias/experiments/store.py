@@ -74,19 +74,34 @@ class SQLiteStore:
         if self.path.exists() and self.path.is_dir():
             raise StoreError(f"{self.path} is a directory, not a store file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
         try:
-            self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._open(create)
+        except BaseException:
+            self.db.close()  # leave a foreign file as we found it, and no connection behind
+            raise
+
+    def _open(self, create: bool) -> None:
+        # Identify the file (read only) before changing anything in it: switching a foreign
+        # database to WAL would modify another program's file.
+        try:
             tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not an implicit-bias store (SQLite says: {exc})") from exc
         if not tables:
             if not create:
                 raise StoreError(f"{self.path} is empty, not an implicit-bias store")
-            self._create()
         elif "meta" not in tables or "trials" not in tables:
             raise StoreError(f"{self.path} is an SQLite database of another program (tables: {sorted(tables)})")
+        else:
+            self._check_meta()
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        if not tables:
+            self._create()
+            self._check_meta()
+
+    def _check_meta(self) -> None:
         meta = dict(self.db.execute("SELECT key, value FROM meta"))
         if meta.get("format") != FORMAT:
             raise StoreError(f"{self.path} is not an implicit-bias store (format {meta.get('format')!r})")
