@@ -18,6 +18,7 @@ from implicit_bias import plots
 from implicit_bias.errors import InvalidParameterError
 from implicit_bias.problems import gaussian_sparse
 from implicit_bias.references import l1_optimum, min_weighted_l1
+from implicit_bias.experiments.reproduction import PhaseConfig
 from implicit_bias.report import FIGURES, ReproConfig, reproduce_all
 from implicit_bias.theory import epsilon_bound, weights_general_init
 
@@ -71,14 +72,15 @@ def tiny_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("repro")
     cfg = ReproConfig.tiny()
     lines = []
-    paths = reproduce_all(out, config=cfg, echo=lines.append)
+    paths = reproduce_all(out, config=cfg, phase=PhaseConfig.tiny(), echo=lines.append)
     summary = json.loads((out / "summary.json").read_text())
     return out, cfg, paths, summary, lines
 
 
 def test_reproduce_all_writes_every_figure_and_summary(tiny_report):
     out, cfg, paths, summary, lines = tiny_report
-    assert [p.name for p in paths] == [*FIGURES.values(), "summary.json", "summary.md"]
+    assert [p.name for p in paths] == [*FIGURES.values(), "e_phase_diagrams.png", "summary.json", "summary.md",
+                                       "report.html"]
     for name in FIGURES.values():
         image = matplotlib.image.imread(out / name)
         assert image.ndim == 3 and min(image.shape[:2]) > 100
@@ -190,3 +192,29 @@ def test_repro_config_validation():
         ReproConfig(general_depth=2, alphas={2: (0.1,)}, sim_alphas={2: ()}, traj_alpha={2: 0.1}, depths=(2,))
     with pytest.raises(InvalidParameterError, match="alphas"):
         ReproConfig(depths=(2, 3), alphas={2: (0.1,)}, sim_alphas={2: (), 3: ()}, traj_alpha={2: 0.1, 3: 0.1})
+
+
+def test_phase_diagrams_are_consistent_with_theory(tiny_report):
+    """l1 recovers far below the Donoho-Tanner curve, the minimum-l2 solution never recovers a
+    sparse signal (m < n), and the simulated flow ends at the oracle's limit."""
+    out, _, _, summary, _ = tiny_report
+    section = summary["figures"]["e_phase_diagrams"]
+    rows = section["rows"]
+    l1 = [r for r in rows if r["method"].startswith("l1") and r["rho"] < 0.5 * r["dt_rho"]]
+    assert l1 and all(r["success"] == 1.0 for r in l1)
+    assert all(r["success"] == 0.0 for r in rows if r["method"].startswith("minimum l2"))
+    assert section["sample"] and all(r["dist_flow_to_limit"] <= 1e-6 for r in section["sample"])
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(summary["figures"])
+
+
+def test_reproduce_resumes_from_its_store(tiny_report):
+    out, cfg, _, summary, _ = tiny_report
+    lines = []
+    reproduce_all(out, config=cfg, phase=PhaseConfig.tiny(), echo=lines.append)
+    trials = [line for line in lines if line.startswith("reproduce: (e)")]
+    assert trials and all("trials (" in line for line in trials)
+    for line in trials:  # "... K trials (K from the store)": everything was stored by the first run
+        total = int(line.split(": ")[-1].split(" trials")[0])
+        skipped = int(line.split("(")[-1].split(" from")[0])
+        assert total == skipped

@@ -256,13 +256,19 @@ def export(store_path, fmt, out, debug):
 @main.command()
 @click.option("--quick/--full", default=True, show_default=True, help="small grids (minutes) or paper-scale grids")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="reproduce-out", show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="run the phase-diagram sweeps on a Dask LocalCluster with this many workers")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="use an existing Dask cluster")
 @click.option("--debug", is_flag=True)
-def reproduce(quick, out_dir, debug):
-    """Reproduce the talk's sparse-recovery figures into OUT (PNGs and a summary)."""
+def reproduce(quick, out_dir, workers, scheduler, debug):
+    """Reproduce the talk's sparse-recovery numerics into OUT: PNGs, summary, report.html.
+
+    The phase-diagram sweeps go through OUT/store.sqlite; rerunning resumes from it.
+    """
     from .report import reproduce_all
 
     try:
-        paths = reproduce_all(out_dir, quick=quick, echo=click.echo)
+        paths = reproduce_all(out_dir, quick=quick, echo=click.echo, workers=workers, scheduler=scheduler)
     except ImplicitBiasError as exc:
         _fail(str(exc), debug)
     for path in paths:

@@ -298,3 +298,50 @@ def image_size(figsize, dpi: int) -> tuple[int, int]:
     """``(height, width)`` in pixels of a figure written by this module."""
     return int(round(figsize[1] * dpi)), int(round(figsize[0] * dpi))
 
+
+
+# ----------------------------------------------------------------------------- (e) phase diagrams
+
+
+def plot_phase_diagrams(panels, path, *, title: str | None = None, dt_curve=None, figsize=None, dpi: int = 110) -> Path:
+    """Success probability over (delta = m/n, rho = s/m), one panel per (signal, method).
+
+    ``panels``: list of rows (one per signal kind), each a list of dicts with ``label``, ``deltas``,
+    ``rhos`` (sorted grids), ``success`` (array ``[len(rhos), len(deltas)]`` in [0, 1]) and
+    ``signed``. ``dt_curve(delta, signed)`` draws the theoretical l1 transition over each panel.
+    """
+    rows, cols = len(panels), max(len(r) for r in panels)
+    fig = _new_figure(figsize or (3.6 * cols + 1.2, 3.3 * rows + 0.8))
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
+    image = None
+    for i, row in enumerate(panels):
+        for j in range(cols):
+            ax = axes[i][j]
+            if j >= len(row):
+                ax.set_visible(False)
+                continue
+            panel = row[j]
+            deltas, rhos = np.asarray(panel["deltas"]), np.asarray(panel["rhos"])
+            dd, dr = np.diff(deltas).mean() if len(deltas) > 1 else 0.1, np.diff(rhos).mean() if len(rhos) > 1 else 0.1
+            extent = (deltas[0] - dd / 2, deltas[-1] + dd / 2, rhos[0] - dr / 2, rhos[-1] + dr / 2)
+            image = ax.imshow(panel["success"], origin="lower", extent=extent, aspect="auto", vmin=0, vmax=1,
+                              cmap="viridis", interpolation="nearest")
+            if dt_curve is not None:
+                grid = np.linspace(max(0.02, extent[0]), min(0.98, extent[1]), 120)
+                ax.plot(grid, [dt_curve(d, panel["signed"]) for d in grid], color="white", lw=2.2)
+                ax.plot(grid, [dt_curve(d, panel["signed"]) for d in grid], color="crimson", lw=1.2, ls="--",
+                        label="l1 transition (Donoho-Tanner)")
+            ax.set_xlim(extent[0], extent[1])
+            ax.set_ylim(extent[2], extent[3])
+            ax.set_title(panel["label"], fontsize=9)
+            if i == rows - 1:
+                ax.set_xlabel(r"$\delta = m/n$")
+            if j == 0:
+                ax.set_ylabel(("signed" if panel["signed"] else "positive") + " signals\n" + r"$\rho = s/m$")
+    if dt_curve is not None:
+        axes[0][0].legend(loc="upper left", fontsize=7, framealpha=0.8)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.85, label="success probability (rel. error ≤ threshold)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path, dpi)

@@ -58,6 +58,7 @@ def phase_trial(trial: PhaseTrial) -> dict:
 
     problem = gaussian_sparse(trial.n, trial.m, trial.s, signed=trial.signed, seed=trial.seed)
     status = "converged"
+    extra: dict = {}
     if trial.method == "l1":
         x = min_l1(problem.A, problem.y, nonneg=not trial.signed)
     elif trial.method == "l2":
@@ -66,9 +67,12 @@ def phase_trial(trial: PhaseTrial) -> dict:
         limit = predict_limit(problem, Hadamard(trial.depth, trial.signed), Init.uniform(trial.alpha))
         x, status = limit.x, limit.status
     else:
-        result = simulate(problem, Hadamard(trial.depth, trial.signed), GradientFlow(), init=trial.alpha,
-                          stop=Stop(tol=1e-8, max_wall=120))
+        model = Hadamard(trial.depth, trial.signed)
+        result = simulate(problem, model, GradientFlow(), init=trial.alpha, stop=Stop(tol=1e-8, max_wall=120))
         x, status = result.x, result.status
+        limit = predict_limit(problem, model, Init.uniform(trial.alpha)).x
+        extra["dist_to_limit"] = float(np.linalg.norm(x - limit) / np.linalg.norm(limit))
+        extra["error_true_of_limit"] = problem.error_true(limit)
     error = problem.error_true(x)
     return {**asdict(trial), "m": trial.m, "s": trial.s, "solver_status": status, "error_true": error,
-            "success": bool(error is not None and error <= trial.threshold)}
+            "success": bool(error is not None and error <= trial.threshold), **extra}

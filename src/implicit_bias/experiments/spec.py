@@ -102,6 +102,8 @@ def load_spec(source: str | Path | dict, overrides: list[str] = ()) -> SweepSpec
         _fail(f"unknown top-level field {unknown[0]!r}; allowed: {', '.join(TOP_LEVEL)}")
     if "experiment" not in data:
         _fail("missing field 'experiment'")
+    if not isinstance(data["experiment"], str):
+        _fail(f"field 'experiment' must be the name of an experiment (a string); got {data['experiment']!r}")
     try:
         experiment = get_experiment(data["experiment"])
     except InvalidParameterError as exc:
@@ -111,6 +113,9 @@ def load_spec(source: str | Path | dict, overrides: list[str] = ()) -> SweepSpec
     cases = data.get("cases", [])
     if not isinstance(fixed, dict) or not isinstance(grid, dict) or not isinstance(cases, list):
         _fail("'fixed' and 'grid' must be tables, 'cases' an array of tables")
+    for i, case in enumerate(cases):
+        if not isinstance(case, dict):
+            _fail(f"field 'cases[{i}]' must be a table of parameter values; got {case!r}")
     for section, table in [("fixed", fixed), ("grid", grid)] + [(f"cases[{i}]", c) for i, c in enumerate(cases)]:
         for name in table:
             if name not in names:
@@ -125,8 +130,10 @@ def load_spec(source: str | Path | dict, overrides: list[str] = ()) -> SweepSpec
     if isinstance(seeds, bool) or not isinstance(seeds, (int, list)):
         _fail(f"field 'seeds' must be a count or a list of ints; got {seeds!r}")
     seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        _fail(f"field 'seeds' must be a positive count or a non-empty list of ints; got {data.get('seeds')!r}")
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        _fail(f"field 'seeds' must be a positive count or a non-empty list of non-negative ints; got {data.get('seeds')!r}")
+    if len(set(seeds)) != len(seeds):
+        _fail(f"field 'seeds' lists a seed more than once: {data.get('seeds')!r}")
     spec = SweepSpec(experiment=experiment.name, fixed=fixed, grid=grid, cases=tuple(cases), seeds=seeds,
                      store=str(data.get("store", "sweep.sqlite")), description=str(data.get("description", "")))
     try:

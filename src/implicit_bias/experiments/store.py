@@ -74,7 +74,10 @@ class SQLiteStore:
         if self.path.exists() and self.path.is_dir():
             raise StoreError(f"{self.path} is a directory, not a store file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+        try:
+            self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store {self.path} (SQLite says: {exc})") from exc
         try:
             self._open(create)
         except BaseException:
@@ -102,7 +105,10 @@ class SQLiteStore:
             self._check_meta()
 
     def _check_meta(self) -> None:
-        meta = dict(self.db.execute("SELECT key, value FROM meta"))
+        try:
+            meta = dict(self.db.execute("SELECT key, value FROM meta"))
+        except sqlite3.DatabaseError as exc:  # a foreign 'meta' table of another shape
+            raise StoreError(f"{self.path} is not an implicit-bias store (SQLite says: {exc})") from exc
         if meta.get("format") != FORMAT:
             raise StoreError(f"{self.path} is not an implicit-bias store (format {meta.get('format')!r})")
         if meta.get("schema") != SCHEMA:
@@ -156,7 +162,11 @@ class SQLiteStore:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0]
 
     def dataframe(self, experiment: str | None = None):
-        """One row per trial: its parameters, its metrics, status, error and wall time."""
+        """One row per trial: its parameters, its metrics, status, error and wall time.
+
+        A metric named like one of the trial's columns (``key``, ``experiment``, ``status``,
+        ``error``, ``trial_wall_s``) is renamed ``result_<name>``.
+        """
         import pandas as pd
 
         rows = []
@@ -164,8 +174,11 @@ class SQLiteStore:
             row = {"key": trial.key, "experiment": trial.experiment, "status": trial.status, "error": trial.error,
                    "trial_wall_s": trial.wall_s, **trial.params}
             for name, value in (trial.result or {}).items():
-                if name not in trial.params:
-                    row[name] = json.dumps(value) if isinstance(value, (dict, list)) else value
+                if name in trial.params:
+                    continue  # the result repeats its parameters
+                # never shadow the trial's own columns (the sparse result has its solver 'status')
+                column = f"result_{name}" if name in row else name
+                row[column] = json.dumps(value) if isinstance(value, (dict, list)) else value
             rows.append(row)
         return pd.DataFrame(rows)
 
