@@ -254,6 +254,25 @@ def export(store_path, fmt, out, debug):
 
 
 @main.command()
+@click.argument("store_path", type=click.Path(dir_okay=False))
+@click.option("--kind", type=click.Choice(["phase", "l1-gap"]), required=True, help="what to plot")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="PNG path (default: next to the store)")
+@click.option("--debug", is_flag=True)
+def plot(store_path, kind, out, debug):
+    """Plot the trials of a store (phase diagrams, or l1 gap vs alpha of sparse trials)."""
+    from pathlib import Path
+
+    from .report import plot_store
+
+    out = out or str(Path(store_path).with_name(f"{Path(store_path).stem}_{kind}.png"))
+    try:
+        path = plot_store(store_path, kind, out)
+    except ImplicitBiasError as exc:
+        _fail(str(exc), debug)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
 @click.option("--quick/--full", default=True, show_default=True, help="small grids (minutes) or paper-scale grids")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="reproduce-out", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,

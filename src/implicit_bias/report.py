@@ -678,3 +678,42 @@ def write_html(summary: dict, out: Path) -> Path:
     tmp.write_text("".join(parts))
     tmp.replace(path)
     return path
+
+
+# ----------------------------------------------------------------------------- plots of any store
+
+PLOT_KINDS = ("phase", "l1-gap")
+
+
+def plot_store(store_path, kind: str, out) -> Path:
+    """Plot the trials of a store: ``phase`` (success over delta x rho, one panel per
+    signal kind and method) or ``l1-gap`` (relative l1 gap of ``sparse`` trials vs alpha per depth,
+    with the epsilon bound of A.15)."""
+    from .experiments import SQLiteStore
+
+    if kind not in PLOT_KINDS:
+        raise InvalidParameterError(f"The 'kind' parameter must be one of {PLOT_KINDS}. Got {kind!r}.")
+    with SQLiteStore(store_path, create=False) as store:
+        frame = store.dataframe("phase" if kind == "phase" else "sparse")
+    if frame.empty:
+        raise InvalidParameterError(f"store {store_path} has no '{'phase' if kind == 'phase' else 'sparse'}' trials to plot")
+    frame = frame[frame["status"] == "done"]
+    if kind == "phase":
+        panels = []
+        for signed, by_sign in frame.groupby("signed"):
+            row = []
+            for (method, depth, alpha, n), part in by_sign.groupby(["method", "depth", "alpha", "n"]):
+                deltas, rhos = sorted(part["delta"].unique()), sorted(part["rho"].unique())
+                label = f"{method}, n={n}" + (f", N={depth}, α={alpha:g}" if method in ("limit", "flow") else "")
+                row.append(dict(label=label, deltas=deltas, rhos=rhos, success=success_grid(part, deltas, rhos),
+                                signed=bool(signed)))
+            panels.append(row)
+        return plots.plot_phase_diagrams(panels, out, dt_curve=donoho_tanner_rho,
+                                         title=f"Phase diagrams from {Path(store_path).name} (mean success over seeds)")
+    curves = []
+    for (depth, signed), part in frame.groupby(["depth", "signed"]):
+        means = part.groupby("alpha")[["l1_gap", "epsilon_bound"]].mean().sort_index()
+        curves.append(dict(depth=int(depth), alpha=np.asarray(means.index, float), gap=means["l1_gap"].to_numpy(float),
+                           epsilon=means["epsilon_bound"].fillna(np.inf).to_numpy(float)))
+    return plots.plot_l1_gap_vs_alpha(curves, out, title=f"l1 gap vs alpha from {Path(store_path).name} "
+                                      "(mean over stored trials; dashed: ε bound A.15)")
