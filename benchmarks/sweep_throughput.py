@@ -16,9 +16,9 @@ a few seeds: 80 trials by default) is timed in one process, on one machine, in o
          resume scan (expand the spec, hash every trial's key, read the stored keys) on a full
          store.
 
-(i)-(iii) are interleaved, repeat after repeat, so that drifts in the machine's load hit them
-alike; walls are medians of ``--repeats`` runs, every ratio is against the serial ``run_sweep``
-measured in this run. Progress goes to stderr, the markdown tables to stdout (and ``--out``).
+All paths are interleaved, repeat after repeat, so that drifts in the machine's load hit them
+alike; walls are the best of ``--repeats`` runs (with their range), every ratio is against the
+serial ``run_sweep`` measured in this run. Progress goes to stderr, the markdown tables to stdout (and ``--out``).
 
     python benchmarks/sweep_throughput.py
     python benchmarks/sweep_throughput.py --out benchmarks/results/sweep_throughput.md
@@ -71,7 +71,7 @@ def machine() -> str:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     import distributed
 
-    return (f"{cpu}; {os.cpu_count()} logical cores; load average {load} (at the end); "
+    return (f"{cpu}; {os.cpu_count()} logical cores; load average {load} at the end; "
             f"Python {platform.python_version()}; dask {dask.__version__}, distributed {distributed.__version__}; "
             f"implicit-bias {package_version()}")
 
@@ -128,28 +128,43 @@ def main() -> None:
             (in_trials,), = store.db.execute("SELECT SUM(wall_s) FROM trials")
         return wall, in_trials
 
+    load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     log("warm-up (imports, first LP) ...")
     for params in trials[:4]:
         execute_trial(spec.experiment, params)
 
-    # (i)-(iii), interleaved
-    raw_walls, loop_walls, serial_runs, outcomes = [], [], [], None
-    per_method = {"limit": [], "l1": []}
-    for r in range(args.repeats):
-        log(f"serial paths, repeat {r + 1}/{args.repeats}")
-        with threadpool_limits(limits=1):
-            raw_walls.append(timed(lambda: [experiment.run(experiment.make(p)) for p in trials])[0])
-        started = time.perf_counter()
-        results = []
-        for params in trials:
-            results.append(execute_trial(spec.experiment, params))
-            per_method[params["method"]].append(results[-1]["wall_s"])
-        loop_walls.append(time.perf_counter() - started)
-        outcomes = outcomes or results
-        serial_runs.append(sweep_once(SerialExecutor()))
+    # Dask clusters first (start-up timed), so that every path can then be interleaved
+    clusters = []
+    try:
+        for variant in variants:
+            for k in workers:
+                log(f"LocalCluster, {k} worker(s), {variant}: start")
+                with VARIANTS[variant]():
+                    start_wall, executor = timed(lambda: DaskExecutor(workers=k))
+                clusters.append({"variant": variant, "k": k, "start": start_wall, "executor": executor,
+                                 "cold": sweep_once(executor)[0], "runs": []})
+
+        # (i)-(iv), interleaved repeat after repeat: a burst of foreign load hits them alike
+        raw_walls, loop_walls, serial_runs, outcomes = [], [], [], None
+        per_method = {"limit": [], "l1": []}
+        for r in range(args.repeats):
+            log(f"repeat {r + 1}/{args.repeats}")
+            with threadpool_limits(limits=1):
+                raw_walls.append(timed(lambda: [experiment.run(experiment.make(p)) for p in trials])[0])
+            started = time.perf_counter()
+            results = []
+            for params in trials:
+                results.append(execute_trial(spec.experiment, params))
+                per_method[params["method"]].append(results[-1]["wall_s"])
+            loop_walls.append(time.perf_counter() - started)
+            outcomes = outcomes or results
+            serial_runs.append(sweep_once(SerialExecutor()))
+            for cluster in clusters:
+                cluster["runs"].append(sweep_once(cluster["executor"]))
+    finally:
+        for cluster in clusters:
+            cluster["close"] = timed(cluster["executor"].close)[0]
     assert all(o["status"] == "done" for o in outcomes), [o["error"] for o in outcomes if o["error"]]
-    raw, loop = statistics.median(raw_walls), statistics.median(loop_walls)
-    serial, serial_in = map(statistics.median, zip(*serial_runs))
 
     # (v) the store alone
     version = package_version()
@@ -167,23 +182,16 @@ def main() -> None:
             assert not pending and skipped == total
             scan_walls.append(wall)
 
-    # (iv) Dask LocalCluster: start-up, cold sweep, warm sweeps
+    # Best of R: foreign load only ever adds time, so the fastest run is the least disturbed one.
+    best = min
+    raw, loop = best(raw_walls), best(loop_walls)
+    serial = best(w for w, _ in serial_runs)
+    serial_in = best(t for _, t in serial_runs)
     dask_rows = []
-    for variant in variants:
-        for k in workers:
-            log(f"LocalCluster, {k} worker(s), {variant}: start")
-            with VARIANTS[variant]():
-                start_wall, executor = timed(lambda: DaskExecutor(workers=k))
-            try:
-                cold, _ = sweep_once(executor)
-                warm_runs = []
-                for r in range(args.repeats):
-                    log(f"run_sweep dask x{k} ({variant}), repeat {r + 1}/{args.repeats}")
-                    warm_runs.append(sweep_once(executor))
-            finally:
-                close_wall, _ = timed(executor.close)
-            warm, warm_in = map(statistics.median, zip(*warm_runs))
-            dask_rows.append((variant, k, start_wall, cold, warm, warm_in, close_wall, [w for w, _ in warm_runs]))
+    for c in clusters:
+        walls = [w for w, _ in c["runs"]]
+        dask_rows.append((c["variant"], c["k"], c["start"], c["cold"], best(walls), best(t for _, t in c["runs"]),
+                          c["close"], walls))
 
     # ---------------------------------------------------------------------------------------------
     lines: list[str] = []
@@ -194,11 +202,12 @@ def main() -> None:
 
     emit("# Sweep throughput")
     emit()
-    emit(f"Machine: {machine()}.")
+    emit(f"Machine: {machine()}; load average at the start {load_at_start}.")
     emit()
     emit(f"Sweep: `phase`, n = {args.n}, method in {{limit, l1}}, delta in {{0.2, 0.4, 0.6, 0.8}}, "
-         f"rho in {{0.1, ..., 0.5}}, {args.seeds} seed(s): **{total} trials**. Walls are medians of "
-         f"{args.repeats} runs (range in brackets); each `run_sweep` writes a fresh SQLite store. "
+         f"rho in {{0.1, ..., 0.5}}, {args.seeds} seed(s): **{total} trials**. Walls are the best of "
+         f"{args.repeats} interleaved runs (the range in brackets; foreign load on a shared machine only adds "
+         f"time); each `run_sweep` writes a fresh SQLite store. "
          f"Command: `python benchmarks/sweep_throughput.py {' '.join(sys.argv[1:])}`.")
     emit()
     emit("## Trials per second")
@@ -227,16 +236,16 @@ def main() -> None:
     emit("## Overhead per trial")
     emit()
     trial_ms = 1e3 * loop / total
-    emit(f"Mean trial compute (`execute_trial` loop): {trial_ms:.2f} ms "
+    emit(f"Trial compute (the best `execute_trial` loop over {total} trials): {trial_ms:.2f} ms a trial "
          f"(limit {1e3 * statistics.median(per_method['limit']):.2f} ms, l1 {1e3 * statistics.median(per_method['l1']):.2f} ms, "
          f"medians of the trials' own walls).")
     emit()
     emit("| item | per trial (ms) | share of a trial's compute |")
     emit("|---|---:|---:|")
     rows = [
-        ("`SQLiteStore.put` (one transaction, WAL, synchronous=NORMAL)", statistics.median(put_walls) / total),
-        ("`trial_key` (sha256 of the parameters)", statistics.median(hash_walls) / total),
-        ("resume scan `pending_tasks` on a full store (expand, hash, read keys)", statistics.median(scan_walls) / total),
+        ("`SQLiteStore.put` (one transaction, WAL, synchronous=NORMAL)", best(put_walls) / total),
+        ("`trial_key` (sha256 of the parameters)", best(hash_walls) / total),
+        ("resume scan `pending_tasks` on a full store (expand, hash, read keys)", best(scan_walls) / total),
         ("`execute_trial` wrapper (a `threadpool_limits` per trial, the registry, try/except)", (loop - raw) / total),
         ("`run_sweep` serial minus the `execute_trial` loop (store, keys, progress)", (serial - loop) / total),
     ]

@@ -12,6 +12,8 @@ import json
 import random
 import re
 import sqlite3
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -258,6 +260,15 @@ def test_foreign_or_corrupt_store_gives_store_error_and_is_left_untouched(tmp_pa
     assert expected in message and not (tmp_path / "out.csv").exists()
 
 
+def test_status_console_script_on_random_bytes_prints_one_line(tmp_path):
+    path = tmp_path / "noise.sqlite"
+    path.write_bytes(random.Random(1).randbytes(4096))
+    result = subprocess.run([sys.executable, "-m", "implicit_bias.cli", "status", str(path)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"implicit-bias: error: {path} is not an implicit-bias store (SQLite says: file is not a database)\n"
+
+
 def test_status_on_missing_store_or_directory_exits_2(tmp_path):
     assert "no store at" in one_line_error(invoke("status", tmp_path / "missing.sqlite"))
     assert not (tmp_path / "missing.sqlite").exists()
@@ -363,6 +374,20 @@ def test_set_overrides_change_the_trials(tmp_path):
                     "--set", "grid.method=['l2']")
     assert result.exit_code == 0, result.output
     assert {(t[1]["n"], t[1]["method"]) for t in snapshot(third).values()} == {(35, "l2")}
+
+
+def test_a_bare_override_beats_the_cases_too():
+    source = {"experiment": "phase", "fixed": {"n": 30}, "grid": {"delta": [0.3, 0.6]},
+              "cases": [{"method": "limit", "depth": 3}, {"method": "l1"}, {"method": "limit", "depth": 2}]}
+    assert len(load_spec(source).trials()) == 6
+    spec = load_spec(source, ["method=l2"])
+    # the cases collapse to {depth: 3}, {} and {depth: 2}: each crossed with the grid, all l2
+    assert [(t["method"], t["depth"]) for t in spec.trials()] == [("l2", 3)] * 2 + [("l2", 2)] * 2 + [("l2", 2)] * 2
+    spec = load_spec(source, ["method=l2", "depth=4"])
+    assert spec.cases == ({},) and [(t["method"], t["depth"]) for t in spec.trials()] == [("l2", 4)] * 2
+    assert source["cases"][0] == {"method": "limit", "depth": 3}  # the caller's dict is not modified
+    # an explicit fixed.NAME keeps the documented precedence: cases still win over [fixed]
+    assert {t["method"] for t in load_spec(source, ["fixed.method=l2"]).trials()} == {"limit", "l1"}
 
 
 def _normalise(frame: pd.DataFrame) -> pd.DataFrame:

@@ -93,11 +93,19 @@ def run() -> None:
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="SGD mini-batch size")
 @click.option("--tol", type=float, default=1e-8, show_default=True, help="stop at relative residual ||Ax-y||/||y|| <= tol")
 @click.option("--max-evals", type=click.IntRange(min=1), default=200_000, show_default=True, help="gradient-evaluation budget")
-def run_sparse(n, m, s, signed, noise, seed, depth, alpha, problem_file, as_json, debug, method, step, batch, tol, max_evals):
-    """Sparse recovery with a depth-N Hadamard factorization (SPEC A)."""
+@click.option("--weight-norm", is_flag=True, help="weight-normalised model w = r v/||v|| (SPEC B); ignores --alpha")
+@click.option("--eta-r", type=float, default=0.01, show_default=True, help="rate of the radius r (with --weight-norm)")
+@click.option("--r0", type=float, default=1.0, show_default=True, help="initial radius r(0) (with --weight-norm)")
+def run_sparse(n, m, s, signed, noise, seed, depth, alpha, problem_file, as_json, debug, method, step, batch, tol, max_evals,
+               weight_norm, eta_r, r0):
+    """Sparse recovery with a depth-N Hadamard factorization (SPEC A), or weight-normalised (SPEC B)."""
     from .experiments.sparse import SparseTrial, sparse_trial
     from .problems import load_problem
 
+    if weight_norm:
+        _run_weight_norm(n, m, s, signed, noise, seed, depth, problem_file, as_json, debug, method, step, batch, tol,
+                         max_evals, eta_r, r0)
+        return
     try:
         trial = SparseTrial(n=n, m=m, s=s, signed=signed, noise=noise, seed=seed, depth=depth, alpha=alpha,
                             method=method, step=step, batch=batch, tol=tol, max_evals=max_evals)
@@ -110,6 +118,31 @@ def run_sparse(n, m, s, signed, noise, seed, depth, alpha, problem_file, as_json
     if not as_json:
         record["x"] = None
     _print_record(record, as_json, TABLE_KEYS)
+
+
+WN_TABLE_KEYS = [
+    "status", "method", "depth", "eta_r", "r0", "residual", "l1_norm", "l1_min", "l1_gap", "plain_l1_gap",
+    "gap_ratio_plain_over_wn", "r_inf", "log_rho", "log_effective_scale", "fitted_log_c", "fitted_kkt",
+    "epsilon_bound", "bound_holds", "paper_c_N_beta_1_lt_Q", "paper_kernel_condition", "dist_predicted",
+    "oracle_status", "grad_evals", "matvecs", "steps", "t", "step", "invariant_drift", "wall_s", "explanation",
+]
+
+
+def _run_weight_norm(n, m, s, signed, noise, seed, depth, problem_file, as_json, debug, method, step, batch, tol,
+                     max_evals, eta_r, r0):
+    from .experiments.sparse import WeightNormTrial, weight_norm_trial
+    from .problems import load_problem
+
+    try:
+        trial = WeightNormTrial(n=n, m=m, s=s, signed=signed, noise=noise, seed=seed, depth=depth, eta_r=eta_r, r0=r0,
+                                method=method, step=step, batch=batch, tol=tol, max_evals=max_evals)
+        problem = load_problem(problem_file) if problem_file else trial.problem()
+        if problem_file:
+            trial = replace(trial, n=problem.n, m=problem.m, s=0)
+        record = weight_norm_trial(trial, problem)
+    except ImplicitBiasError as exc:
+        _fail(str(exc), debug)
+    _print_record(record, as_json, WN_TABLE_KEYS)
 
 
 @main.command()

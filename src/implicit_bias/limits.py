@@ -200,3 +200,80 @@ def _raise_if_no_nonnegative_solution(B, y) -> None:
             "the problem has no nonnegative solution z >= 0 with Bz = y, so the positive flow cannot interpolate."
             + hint
         )
+
+
+# ----------------------------------------------------------------------------- weight normalisation (SPEC B)
+
+
+@dataclass(frozen=True, eq=False)
+class WNLimit:
+    """The weight-normalised limit predicted by (B.8) from the effective init ``rho^{-N} z(0)``."""
+
+    limit: Limit | None  # None when rho^{-N} z(0) underflows float64
+    log_rho: float
+    effective_scale: float  # rho^{-N} (0.0 on underflow)
+    status: str  # "converged" | "max_iter" | "underflow"
+    message: str = ""
+
+    @property
+    def x(self):
+        return None if self.limit is None else self.limit.x
+
+
+@pinned_blas
+def predict_limit_weight_norm(problem: SparseRecovery, model, init, r_inf: float, *,
+                              tol: float = 1e-12, max_iter: int = 500) -> WNLimit:
+    """The gradient-flow limit of ``WeightNormalized`` from ``init`` (Theorem B.1, SPEC B.7-B.8).
+
+    ``r_inf`` is the run's final radius (``||w_∞||``): ``rho`` depends on it through (B.7), so the
+    oracle needs it from a simulation (it cannot be predicted from the problem alone). The limit
+    is the Bregman projection of :func:`predict_limit` from ``rho^{-N} z(0)``. When that underflows
+    float64 (``rho^{-N} min z(0) < 1e-290``) the status is ``"underflow"`` and no limit is given.
+    """
+    from .theory import log_magnification_factor
+
+    if not (0 < tol < 1):
+        raise InvalidParameterError(f"The 'tol' parameter must be a float in the range (0, 1). Got {tol!r}.")
+    z0 = model.initial_product(init, problem.n)
+    log_rho = log_magnification_factor(model.as_init(init).r0, r_inf, model.eta_r)
+    log_c = -model.depth * log_rho
+    if log_c + np.log(np.min(z0)) < np.log(1e-290):
+        return WNLimit(None, log_rho, float(np.exp(log_c)), "underflow",
+                       f"rho^-N = exp({log_c:.4g}): the effective initialisation underflows float64; "
+                       "the limit is then numerically the l1 minimiser of S_+ (SPEC B.9 with rho -> inf)")
+    z_eff = np.exp(log_c + np.log(z0))
+    base = Hadamard(model.depth, model.signed)
+    limit = predict_limit(problem, base, Init.general(z_eff), tol=tol, max_iter=max_iter)
+    return WNLimit(limit, log_rho, float(np.exp(log_c)), limit.status, limit.message)
+
+
+def fit_effective_scale(B, z_inf: np.ndarray, z0: np.ndarray, depth: int, floor: float = 0.0) -> tuple[float, float]:
+    """The scalar ``c*`` with ``∇F(z_∞) - ∇F(c* z0) ∈ range(B^T)`` in least squares (SPEC B, check).
+
+    By homogeneity ``∇F_N(c z0) = ∇F_N(z0) + ½ log c`` (N = 2) or ``c^{2/N-1} ∇F_N(z0)`` (N > 2), so
+    ``c*`` solves a least-squares problem in ``(c, μ)``: ``∇F(z_∞) - ∇F(c z0) = B^T μ``. Only the
+    coordinates with ``z_∞ > floor`` enter (an integrator resolves coordinates below its absolute
+    tolerance only in absolute terms: their logarithms are noise); at least ``m + 2`` must remain.
+    Returns ``(log c*, relative residual of that fit)``; compare ``log c*`` with ``-N log rho`` (B.7, B.8).
+    """
+    mirror = MirrorMap(depth)
+    keep = np.isfinite(z_inf) & (z_inf > max(floor, 0.0))
+    dense = B.dense()
+    if keep.sum() < dense.shape[0] + 2:
+        return float("nan"), float("inf")
+    Q, _ = np.linalg.qr(dense.T[keep])  # orthonormal basis of the restricted range(B^T)
+
+    def perp(u):
+        return u - Q @ (Q.T @ u)
+
+    phi_inf, phi0 = perp(mirror.phi(z_inf[keep])), perp(mirror.phi(z0[keep]))
+    if depth == 2:
+        ones = perp(np.ones(int(keep.sum())))
+        a = float((phi_inf - phi0) @ ones / (ones @ ones))  # a = ½ log c
+        rest = phi_inf - phi0 - a * ones
+        return 2.0 * a, float(np.linalg.norm(rest) / max(np.linalg.norm(phi_inf - phi0), 1e-300))
+    s = float(phi_inf @ phi0 / (phi0 @ phi0))  # s = c^{2/N-1}
+    if not s > 0:
+        return float("nan"), float("inf")
+    rest = phi_inf - s * phi0
+    return float(np.log(s) * depth / (2.0 - depth)), float(np.linalg.norm(rest) / max(np.linalg.norm(phi_inf), 1e-300))

@@ -36,7 +36,7 @@ from .experiments.reproduction import PhaseConfig, flow_sample_spec, phase_specs
 from .theory import donoho_tanner_rho
 from .theory import bound_holds, epsilon_bound, weighted_epsilon_bound, weights_general_init
 
-__all__ = ["ReproConfig", "reproduce_all", "write_html"]
+__all__ = ["ReproConfig", "WNReproConfig", "reproduce_all", "weight_norm_section", "write_html"]
 
 FIGURES = {
     "a": "a_trajectories.png",
@@ -470,12 +470,17 @@ def _checks(b_rows, c_rows, d_rows) -> dict:
 
 def reproduce_all(out_dir, *, quick: bool = True, echo: Callable[[str], None] = print,
                   config: ReproConfig | None = None, phase: "PhaseConfig | None" = None, workers: int = 1,
-                  scheduler: str | None = None) -> list[Path]:
+                  scheduler: str | None = None, weight_norm: "WNReproConfig | None" = None) -> list[Path]:
     """Compute figures (a)-(d) of SPEC §A, write them and a summary into ``out_dir``; return the paths.
 
     ``quick`` selects :meth:`ReproConfig.quick` (n=100, about a minute) or :meth:`ReproConfig.full`
     (n=500, finer grids); ``config`` overrides both (e.g. :meth:`ReproConfig.tiny` in tests).
     The returned list holds the four PNGs, ``summary.json`` and ``summary.md``.
+
+    Section (f), weight normalisation (SPEC B), runs after the existing figures with
+    ``weight_norm`` (default: :meth:`WNReproConfig.quick`/``full()`` matching ``quick`` when
+    ``config`` is None; skipped for a custom ``config`` unless ``weight_norm`` is given). Its
+    PNG is returned after ``report.html``.
     """
     from threadpoolctl import threadpool_limits
 
@@ -554,12 +559,23 @@ def reproduce_all(out_dir, *, quick: bool = True, echo: Callable[[str], None] = 
     e_path, e_section = _phase_diagrams(phase_cfg, out, cfg.dpi, echo, workers, scheduler)
     paths.append(e_path)
     summary["figures"]["e_phase_diagrams"] = e_section
+    wn_cfg = weight_norm if weight_norm is not None else (
+        None if config is not None else (WNReproConfig.quick() if quick else WNReproConfig.full()))
+    f_path = None
+    if wn_cfg is not None:
+        echo("reproduce: (f) weight normalisation")
+        with threadpool_limits(limits=1):
+            f_path, f_section = weight_norm_section(wn_cfg, out, cfg.dpi, echo)
+        summary["figures"]["f_weight_norm"] = f_section
     summary["wall_s"] = time.perf_counter() - started
     json_path = out / "summary.json"
     json_path.write_text(json.dumps(_jsonable(summary), indent=1, allow_nan=False) + "\n")
     md_path = out / "summary.md"
-    md_path.write_text(_markdown(summary))
+    md_path.write_text(_markdown(summary) + ("\n" + _weight_norm_markdown(summary["figures"]["f_weight_norm"])
+                                             if f_path is not None else ""))
     paths += [json_path, md_path, write_html(summary, out)]
+    if f_path is not None:
+        paths.append(f_path)
     checks = summary["checks"]
     echo(f"reproduce: {checks['bounds_hold']}/{checks['bounds_applicable']} applicable bounds hold; "
          f"gaps monotone in alpha: {checks['gaps_monotone']}; total {summary['wall_s']:.1f}s")
@@ -717,3 +733,134 @@ def plot_store(store_path, kind: str, out) -> Path:
                            epsilon=means["epsilon_bound"].fillna(np.inf).to_numpy(float)))
     return plots.plot_l1_gap_vs_alpha(curves, out, title=f"l1 gap vs alpha from {Path(store_path).name} "
                                       "(mean over stored trials; dashed: ε bound A.15)")
+
+
+# ----------------------------------------------------------------------------- (f) weight normalisation
+
+
+@dataclass(frozen=True)
+class WNReproConfig:
+    """Section (f), weight normalisation (SPEC B), N = ``depth``: grids of ``r0`` and ``eta_r``."""
+
+    n: int = 100
+    m: int = 40
+    s: int = 4
+    seed: int = 0
+    depth: int = 2
+    r0s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    eta_rs: tuple[float, ...] = (0.03, 0.1, 0.3)
+    rho_r0: float = 2.0
+    rho_eta_rs: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
+    tol: float = 1e-6
+    max_wall: float = 5.0
+
+    @classmethod
+    def quick(cls) -> "WNReproConfig":
+        return cls()
+
+    @classmethod
+    def full(cls) -> "WNReproConfig":
+        return cls(n=200, m=80, s=8, r0s=(0.25, 0.5, 1.0, 2.0, 4.0), eta_rs=(0.01, 0.03, 0.1, 0.3),
+                   rho_eta_rs=(0.01, 0.03, 0.1, 0.3, 1.0), max_wall=30.0)
+
+    @classmethod
+    def tiny(cls) -> "WNReproConfig":
+        return cls(n=40, m=16, s=2, r0s=(1.0, 2.0), eta_rs=(0.1,), rho_eta_rs=(0.1, 1.0), max_wall=3.0)
+
+
+def _wn_run(problem, Q, cfg: WNReproConfig, eta_r: float, r0: float) -> dict:
+    from .dynamics.weight_norm import resolved_floor
+    from .limits import fit_effective_scale, predict_limit_weight_norm
+    from .models import WeightNormalized
+    from .theory import log_magnification_factor, wn_beta_constants, wn_epsilon_bound
+
+    model = WeightNormalized(cfg.depth, eta_r)
+    res = simulate(problem, model, GradientFlow(rtol=1e-9), init=r0, stop=Stop(tol=cfg.tol, max_wall=cfg.max_wall))
+    w = res.factors[0]
+    r_inf = float(np.linalg.norm(w))
+    log_rho = log_magnification_factor(r0, r_inf, eta_r)
+    log_c_fit, _ = fit_effective_scale(model.lift(problem.A), w ** cfg.depth, model.initial_product(r0, problem.n), cfg.depth,
+                                       floor=resolved_floor(cfg.depth))
+    row = dict(eta_r=eta_r, r0=r0, status=res.status, converged=res.converged, t=res.t, grad_evals=res.grad_evals,
+               wall_s=res.wall_s, r_inf=r_inf, log_rho=log_rho, log_c_b7=-cfg.depth * log_rho,
+               log_c_fit=log_c_fit if np.isfinite(log_c_fit) else None,
+               log_c_slide=-cfg.depth * (math.log(r0 / r_inf) + (r_inf**2 - r0**2) / eta_r),
+               v_norm_drift=res.invariant_drift.get("v_norm_B4"), gap=None, epsilon=None, bound_holds=None,
+               dist_to_oracle=None, explanation="converged" if res.converged else res.message)
+    if res.converged:
+        beta_1, beta_min = wn_beta_constants(r0, problem.n, cfg.depth)
+        eps = wn_epsilon_bound(cfg.depth, beta_1, beta_min, Q, log_rho)
+        oracle = predict_limit_weight_norm(problem, model, r0, r_inf)
+        x = oracle.x if oracle.x is not None else res.x  # the oracle's limit is exact; the run stops at tol
+        row.update(gap=(_l1(x) - Q) / Q, epsilon=float(eps) if math.isfinite(eps) else None,
+                   bound_holds=bound_holds(_l1(x), Q, eps) if math.isfinite(eps) else None,
+                   dist_to_oracle=None if oracle.x is None else _l1(res.x - oracle.x) / _l1(oracle.x))
+    return row
+
+
+def weight_norm_section(cfg: WNReproConfig, out: Path, dpi: int, echo) -> tuple[Path, dict]:
+    """Section (f): l1 gap vs r0 (plain vs WN, bound B.9), rho vs eta_r (B.7 vs fit), time vs r0."""
+    t0 = time.perf_counter()
+    problem = gaussian_sparse(cfg.n, cfg.m, cfg.s, seed=cfg.seed)
+    Q = _l1(_l1_solution(problem, nonneg=True))
+    plain_gap, times_plain, rows = [], [], []
+    for r0 in cfg.r0s:
+        alpha = r0 / math.sqrt(cfg.n)
+        plain_gap.append((_l1(predict_limit(problem, Hadamard(cfg.depth), Init.uniform(alpha)).x) - Q) / Q)
+        res = simulate(problem, Hadamard(cfg.depth), GradientFlow(), init=alpha, stop=Stop(tol=cfg.tol, max_wall=cfg.max_wall))
+        times_plain.append(res.t if res.converged else float("nan"))
+        rows.append(dict(kind="plain", eta_r=None, r0=r0, status=res.status, t=res.t, grad_evals=res.grad_evals,
+                         gap=plain_gap[-1]))
+    wn_rows = []
+    for eta_r in cfg.eta_rs:
+        for r0 in cfg.r0s:
+            row = _wn_run(problem, Q, cfg, eta_r, r0)
+            wn_rows.append(row)
+            echo(f"reproduce: (f) WN eta_r={eta_r:g} r0={r0:g}: {row['status']}")
+    rho_rows = [_wn_run(problem, Q, cfg, eta_r, cfg.rho_r0) for eta_r in cfg.rho_eta_rs]
+    times = [dict(label="plain flow", r0=list(cfg.r0s), t=times_plain)]
+    for eta_r in cfg.eta_rs:
+        times.append(dict(label=f"WN flow, eta_r={eta_r:g}", eta_r=eta_r, r0=list(cfg.r0s),
+                          t=[r["t"] if r["converged"] else float("nan") for r in wn_rows if r["eta_r"] == eta_r]))
+    data = dict(r0=list(cfg.r0s), plain_gap=plain_gap, wn=wn_rows, rho=rho_rows, rho_r0=cfg.rho_r0, times=times)
+    path = plots.plot_weight_norm(
+        data, out / "f_weight_norm.png", dpi=dpi,
+        title=(f"(f) Weight normalisation $w = r v/\\|v\\|$, N={cfg.depth} (SPEC B), Gaussian A: n={cfg.n}, m={cfg.m}, "
+               f"s={cfg.s}; WN = SIMULATED (r, v) flow, gaps from the oracle (B.8) at the run's $r_\\infty$; "
+               "runs that did not converge are marked x and give no limit"),
+    )
+    applicable = [r["bound_holds"] for r in wn_rows if r["bound_holds"] is not None]
+    fits = [abs(math.expm1(r["log_c_fit"] - r["log_c_b7"])) for r in wn_rows + rho_rows
+            if r["log_c_fit"] is not None and r["log_c_b7"] > math.log(1e-100)]
+    meta = dict(n=cfg.n, m=cfg.m, s=cfg.s, seed=cfg.seed, depth=cfg.depth, Q=Q, tol=cfg.tol,
+                bounds_applicable=len(applicable), bounds_hold=int(sum(applicable)),
+                max_rel_err_fit_vs_rho=max(fits) if fits else None,
+                not_converged=[dict(eta_r=r["eta_r"], r0=r["r0"], why=r["explanation"]) for r in wn_rows + rho_rows
+                               if not r["converged"]])
+    section = dict(file=path.name, data="simulated (r, v) flow + limit oracle (B.8) + plain-flow oracle",
+                   meta=meta, rows=rows + [dict(kind="wn", **r) for r in wn_rows],
+                   rho_rows=rho_rows, wall_s=time.perf_counter() - t0)
+    return path, section
+
+
+def _weight_norm_markdown(section: dict) -> str:
+    meta = section["meta"]
+    lines = [
+        f"## (f) {section['file']}: weight normalisation (SPEC B)",
+        "",
+        f"N = {meta['depth']}, n={meta['n']}, m={meta['m']}, s={meta['s']}, seed {meta['seed']}; Q₊ = {meta['Q']:.6g}. "
+        f"{meta['bounds_hold']} of {meta['bounds_applicable']} applicable (B.9) bounds hold; largest relative error of the "
+        f"fitted effective scale vs ρ^-N (B.7), where ρ^-N > 1e-100: {_fmt(meta['max_rel_err_fit_vs_rho'])}.",
+        "",
+        _md_table([r for r in section["rows"]], [("kind", "kind"), ("eta_r", "η_r"), ("r0", "r₀"), ("status", "status"),
+                                                ("t", "flow time"), ("grad_evals", "grad evals"), ("gap", "l1 gap"),
+                                                ("epsilon", "ε (B.9)"), ("bound_holds", "≤ ε")]),
+        "",
+        _md_table(section["rho_rows"], [("eta_r", "η_r"), ("r0", "r₀"), ("status", "status"), ("r_inf", "r∞"),
+                                        ("log_c_b7", "−N log ρ (B.7)"), ("log_c_fit", "log c* (fit)"),
+                                        ("log_c_slide", "slide's −N log ρ")]),
+        "",
+    ]
+    for item in meta["not_converged"]:
+        lines.append(f"- η_r={item['eta_r']:g}, r₀={item['r0']:g}: no limit reported: {item['why']}")
+    return "\n".join(lines) + "\n"

@@ -23,6 +23,11 @@ __all__ = [
     "lambda_max_at",
     "stable_step_size",
     "bound_holds",
+    "log_magnification_factor",
+    "magnification_factor",
+    "wn_beta_constants",
+    "wn_epsilon_bound",
+    "wn_paper_hypotheses",
 ]
 
 
@@ -253,3 +258,82 @@ def donoho_tanner_rho(delta: float, signed: bool = True) -> float:
 
     best = minimize_scalar(negative_rho, bounds=(0.0, 12.0), method="bounded", options={"xatol": 1e-12})
     return float(min(1.0, max(0.0, -best.fun)))
+
+
+# ----------------------------------------------------------------------------- weight normalisation (SPEC B)
+
+
+def log_magnification_factor(r0: float, r_inf: float, eta_r: float) -> float:
+    """Return ``log rho = log(r0/r_inf) + (r_inf^2 - r0^2) / (2 eta_r)`` (SPEC B.7, corrected).
+
+    The log is returned because ``rho`` overflows float64 already for moderate ``eta_r``.
+    """
+    r0 = _check_real("r0", r0)
+    r_inf = _check_real("r_inf", r_inf)
+    eta_r = _check_real("eta_r", eta_r)
+    return math.log(r0 / r_inf) + (r_inf**2 - r0**2) / (2.0 * eta_r)
+
+
+def magnification_factor(r0: float, r_inf: float, eta_r: float) -> float:
+    """Return ``rho = (r0/r_inf) exp((r_inf^2 - r0^2)/(2 eta_r))`` (SPEC B.7); ``inf`` on overflow.
+
+    The effective initialisation of the limit (B.8) is ``rho^{-N} x(0)``. (The slide's exponent
+    lacks the factor 2; SPEC §B and the tests show that it is wrong.)
+    """
+    log_rho = log_magnification_factor(r0, r_inf, eta_r)
+    return math.exp(log_rho) if log_rho < 709.0 else math.inf
+
+
+def wn_beta_constants(r0: float, n: int, depth: int) -> tuple[float, float]:
+    """Return ``(beta_1, beta_min) = (r0^N n^{1-N/2}, r0^N n^{-N/2})`` (SPEC B.6).
+
+    ``n`` is the lifted width: ``n`` (positive) or ``2n`` (signed, one radius for ``(u, v)``).
+    """
+    N = _check_depth(depth)
+    r0 = _check_real("r0", r0)
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise InvalidParameterError(f"The 'n' parameter must be an int >= 1. Got {n!r}.")
+    return r0**N * float(n) ** (1.0 - N / 2.0), r0**N * float(n) ** (-N / 2.0)
+
+
+def wn_epsilon_bound(depth: int, beta_1: float, beta_min: float, Q: float, log_rho: float) -> float:
+    """Return epsilon of Theorem B.1 (SPEC B.9), the bound (A.15) at the effective init ``rho^{-N} x(0)``.
+
+    N = 2: log(beta_1/beta_min) / log(rho^2 Q/beta_1);
+    N > 2: (N/2) (beta_1^p - beta_min^p) / (rho^{N-2} Q^p - beta_1^p), p = 1 - 2/N.
+    Computed from ``log_rho`` (see :func:`log_magnification_factor`). Returns ``math.inf`` when the
+    hypothesis ``rho^{-N} beta_1 < Q`` fails.
+    """
+    N = _check_depth(depth)
+    beta_1 = _check_real("beta_1", beta_1)
+    beta_min = _check_real("beta_min", beta_min, high=beta_1, high_name="beta_1")
+    Q = _check_real("Q", Q, low_closed=True)
+    log_rho = _check_real("log_rho", log_rho, low=-math.inf)
+    if Q == 0 or not math.log(beta_1) - N * log_rho < math.log(Q):
+        return math.inf
+    if N == 2:
+        return math.log(beta_1 / beta_min) / (2.0 * log_rho + math.log(Q) - math.log(beta_1))
+    p = 1.0 - 2.0 / N
+    shrink = math.exp(-(N - 2) * log_rho) if -(N - 2) * log_rho < 709.0 else math.inf
+    return 0.5 * N * shrink * (beta_1**p - beta_min**p) / (Q**p - shrink * beta_1**p)
+
+
+def wn_paper_hypotheses(depth: int, beta_1: float, Q: float, A) -> dict:
+    """The hypotheses under which the slide/paper states Theorem B.1 (SPEC §B), reported separately.
+
+    ``c_N beta_1 < Q`` with ``c_2 = 1``, ``c_N = (N/2)^{N/(N-2)}``; and the kernel condition
+    ``exists v > 0 with A v = 0`` (checked by the LP ``A v = 0, v >= 1``; for the signed model pass
+    ``[A, -A]``, for which ``v = 1`` always works). SPEC derives (B.8)/(B.9) without them.
+    """
+    from scipy.optimize import linprog
+
+    N = _check_depth(depth)
+    beta_1 = _check_real("beta_1", beta_1)
+    Q = _check_real("Q", Q, low_closed=True)
+    A = _check_matrix(A)
+    c_N = 1.0 if N == 2 else (N / 2.0) ** (N / (N - 2.0))
+    lp = linprog(np.zeros(A.shape[1]), A_eq=A, b_eq=np.zeros(A.shape[0]), bounds=(1.0, None), method="highs")
+    scale_ok = bool(c_N * beta_1 < Q)
+    kernel_ok = bool(lp.status == 0)
+    return {"c_N": c_N, "c_N_beta_1_lt_Q": scale_ok, "kernel_positive_vector": kernel_ok,
+            "paper_hypotheses_hold": scale_ok and kernel_ok}

@@ -8,7 +8,7 @@ import numpy as np
 
 from .._blas import pinned_blas
 from ..errors import InvalidParameterError, UnsupportedError
-from ..models import Hadamard, Init
+from ..models import Hadamard, Init, WeightNormalized
 from ..problems import SparseRecovery
 from .base import SGD, Dynamics, GradientDescent, GradientFlow, Path, Result, Stop
 from .descent import descend
@@ -34,7 +34,14 @@ def simulate(
     SPEC C2). ``save_at``: flow times (GD/SGD: iteration numbers) at which to record ``x``, or
     ``"steps"`` for every accepted step. Never raises on numerical trouble: the ``status`` of
     the result says ``converged``, ``budget_exhausted``, ``diverged`` or ``failed``.
+
+    For :class:`~implicit_bias.models.WeightNormalized` (SPEC B) ``init`` is a ``WNInit`` or a
+    float ``r0``; see :func:`implicit_bias.dynamics.weight_norm.simulate_weight_norm`.
     """
+    if isinstance(model, WeightNormalized):
+        from .weight_norm import simulate_weight_norm
+
+        return simulate_weight_norm(problem, model, dynamics, init=init, stop=stop, save_at=save_at)
     if not isinstance(init, Init):
         init = Init.uniform(init)
     if not isinstance(dynamics, (GradientFlow, GradientDescent, SGD)):

@@ -9,7 +9,7 @@ from typing import Callable
 
 from ..errors import InvalidParameterError
 from .phase import PhaseTrial, phase_trial
-from .sparse import SparseTrial, sparse_trial
+from .sparse import SparseTrial, WeightNormTrial, sparse_trial, weight_norm_trial
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,9 @@ def _sparse(trial: SparseTrial) -> dict:
 EXPERIMENTS: dict[str, Experiment] = {
     "sparse": Experiment("sparse", SparseTrial, _sparse,
                          "one sparse-recovery trial of the core engine with every metric (l1 gap, bound, distances, cost)"),
+    "weight_norm": Experiment("weight_norm", WeightNormTrial, weight_norm_trial,
+                              "weight-normalised flow w = r v/||v|| (SPEC B): l1 gap vs plain flow from the same init, "
+                              "rho (B.7), fitted effective scale, oracle (B.8), bound (B.9)"),
     "phase": Experiment("phase", PhaseTrial, phase_trial,
                         "recovery success of a method (flow limit, flow, l1, l2) on a random Gaussian problem"),
 }

@@ -9,12 +9,14 @@ from typing import Literal
 import numpy as np
 
 from ..dynamics import SGD, GradientDescent, GradientFlow, Stop, simulate
+from ..dynamics.weight_norm import resolved_floor
 from ..errors import InvalidParameterError
-from ..limits import predict_limit
-from ..models import Hadamard, Init
+from ..limits import fit_effective_scale, predict_limit, predict_limit_weight_norm
+from ..models import Hadamard, Init, WeightNormalized, WNInit
 from ..problems import SparseRecovery, gaussian_sparse
 from ..references import min_l1
-from ..theory import beta_constants, bound_holds, epsilon_bound
+from ..theory import (beta_constants, bound_holds, epsilon_bound, log_magnification_factor, wn_beta_constants,
+                      wn_epsilon_bound, wn_paper_hypotheses)
 
 Method = Literal["flow", "gd", "sgd", "limit"]
 METHODS = ("flow", "gd", "sgd", "limit")
@@ -119,3 +121,111 @@ def sparse_trial(trial: SparseTrial, problem: SparseRecovery | None = None) -> d
         "wall_s": wall,
         "x": [float(v) for v in x],
     }
+
+
+# ----------------------------------------------------------------------------- weight normalisation (SPEC B)
+
+WN_METHODS = ("flow", "gd", "sgd")
+
+
+@dataclass(frozen=True)
+class WeightNormTrial:
+    """One weight-normalised trial ``w = r v/||v||`` (SPEC B) and the plain flow from the same ``z(0)``."""
+
+    n: int = 100
+    m: int = 40
+    s: int = 5
+    signed: bool = False
+    noise: float = 0.0
+    seed: int = 0
+    depth: int = 2
+    eta_r: float = 0.1
+    r0: float = 2.0
+    method: Literal["flow", "gd", "sgd"] = "flow"
+    step: float | None = None
+    batch: int = 1
+    tol: float = 1e-9
+    max_evals: int = 60_000
+    max_wall: float = float("inf")
+
+    def __post_init__(self) -> None:
+        if self.method not in WN_METHODS:
+            raise InvalidParameterError(
+                f"The 'method' parameter must be one of {WN_METHODS} for weight normalisation "
+                f"(the limit oracle needs r_inf from a run, SPEC B.7). Got {self.method!r}."
+            )
+        # Validate eta_r and r0 eagerly (clear errors before any work).
+        WeightNormalized(self.depth, self.eta_r, self.signed)
+        WNInit(self.r0)
+
+    def problem(self) -> SparseRecovery:
+        return gaussian_sparse(self.n, self.m, self.s, signed=self.signed, noise=self.noise, seed=self.seed)
+
+
+def weight_norm_trial(trial: WeightNormTrial, problem: SparseRecovery | None = None) -> dict:
+    """Run ``trial`` and compare it with Theorem B.1 and with plain flow from the same initialisation.
+
+    ``plain_l1_gap`` is the exact limit (dual Newton, SPEC A.1/A.4) of plain gradient flow from
+    ``z(0) = (r0/sqrt(n'))^N 1``. ``fitted_log_c`` is the effective scale fitted from the end point
+    (KKT, SPEC B check), to be compared with ``-N log rho`` (``log_effective_scale``). The oracle
+    limit (B.8) is compared only when the run converged; otherwise ``explanation`` says why not.
+    """
+    problem = problem if problem is not None else trial.problem()
+    model = WeightNormalized(trial.depth, trial.eta_r, trial.signed)
+    init = WNInit(trial.r0)
+    N = trial.depth
+    x_l1 = min_l1(problem.A, problem.y, nonneg=not trial.signed)
+    Q = float(np.sum(np.abs(x_l1)))
+    z0 = model.initial_product(init, problem.n)
+    width = model.lifted_width(problem.n)
+    plain = predict_limit(problem, Hadamard(N, trial.signed), Init.uniform(model.equivalent_alpha(init, problem.n)))
+    plain_gap = (float(np.sum(np.abs(plain.x))) - Q) / Q
+    dynamics = {
+        "flow": lambda: GradientFlow(),
+        "gd": lambda: GradientDescent(step=trial.step),
+        "sgd": lambda: SGD(step=trial.step, batch=trial.batch, seed=trial.seed),
+    }[trial.method]()
+    result = simulate(problem, model, dynamics, init=init,
+                      stop=Stop(tol=trial.tol, max_evals=trial.max_evals, max_wall=trial.max_wall))
+    x, status = result.x, result.status
+    finite = bool(np.all(np.isfinite(x)))
+    w = result.factors[0]
+    r_inf = float(np.linalg.norm(w)) if finite else None
+    record = {**asdict(trial), "status": status, "message": result.message, "l1_min": Q, "plain_l1_gap": plain_gap,
+              "residual": result.residual if finite else None, "grad_evals": result.grad_evals,
+              "matvecs": result.matvecs, "steps": result.steps, "t": result.t, "step": result.step,
+              "invariant_drift": result.invariant_drift, "wall_s": result.wall_s}
+    beta_1, beta_min = wn_beta_constants(trial.r0, width, N)
+    hyp = wn_paper_hypotheses(N, beta_1, Q, model.lift(problem.A).dense())
+    record.update({"beta_1": beta_1, "beta_min": beta_min, "paper_c_N_beta_1_lt_Q": hyp["c_N_beta_1_lt_Q"],
+                   "paper_kernel_condition": hyp["kernel_positive_vector"]})
+    keys = ("r_inf", "log_rho", "log_effective_scale", "fitted_log_c", "fitted_kkt", "l1_norm", "l1_gap",
+            "epsilon_bound", "bound_holds", "dist_predicted", "oracle_status", "gap_ratio_plain_over_wn")
+    record.update({key: None for key in keys})
+    if not finite:
+        record["explanation"] = "the run diverged; no limit"
+        return record
+    log_rho = log_magnification_factor(trial.r0, r_inf, trial.eta_r)
+    log_c, kkt = fit_effective_scale(model.lift(problem.A), w ** N, z0, N, floor=resolved_floor(N))
+    l1_norm = float(np.sum(np.abs(x)))
+    record.update({"r_inf": r_inf, "log_rho": log_rho, "log_effective_scale": -N * log_rho,
+                   "fitted_log_c": log_c if np.isfinite(log_c) else None, "fitted_kkt": kkt})
+    if status != "converged":
+        record["explanation"] = (
+            "not converged, so no limit is reported: " + result.message
+        )
+        return record
+    gap = (l1_norm - Q) / Q
+    eps = wn_epsilon_bound(N, beta_1, beta_min, Q, log_rho)
+    oracle = predict_limit_weight_norm(problem, model, init, r_inf)
+    dist = None if oracle.x is None else float(np.max(np.abs(x - oracle.x)) / np.max(np.abs(oracle.x)))
+    record.update({
+        "l1_norm": l1_norm, "l1_gap": gap,
+        "epsilon_bound": float(eps) if np.isfinite(eps) else None,
+        "bound_holds": bound_holds(l1_norm, Q, eps) if np.isfinite(eps) else None,
+        "dist_predicted": dist, "oracle_status": oracle.status,
+        "gap_ratio_plain_over_wn": plain_gap / max(abs(gap), 1e-16),
+        "explanation": "converged; the limit is the Bregman projection from rho^-N x(0) (SPEC B.8)"
+        + ("" if oracle.x is not None else f"; oracle: {oracle.message}"),
+    })
+    return record

@@ -95,6 +95,9 @@ def load_spec(source: str | Path | dict, overrides: list[str] = ()) -> SweepSpec
         elif section == "":
             data.setdefault("fixed", {})[key] = value
             data.get("grid", {}).pop(key, None)
+            if isinstance(data.get("cases"), list):  # the override wins over the cases too
+                stripped = [{k: v for k, v in c.items() if k != key} if isinstance(c, dict) else c for c in data["cases"]]
+                data["cases"] = [c for i, c in enumerate(stripped) if c not in stripped[:i]]
         else:
             _fail(f"override {text!r}: unknown section {section!r} (use fixed.NAME, grid.NAME or a top-level key)")
     unknown = sorted(set(data) - set(TOP_LEVEL))

@@ -1,0 +1,289 @@
+"""Gradient flow, GD and SGD of the weight-normalised model in ``(r, v)`` (SPEC B.2-B.5).
+
+The flow state is ``s = (r, v) ∈ R^{1+n'}``; :class:`WNSystem` plugs into the BDF driver
+:func:`implicit_bias.dynamics.flow.integrate` with an analytic dense Jacobian (size ``(1+n')^2``,
+meant for ``n'`` up to a few thousand). GD/SGD take ``r <- r - η η_r ∇_r``, ``v <- v - η ∇_v``
+(the same rates as the flow, SPEC B.3, discretised).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..models.weight_norm import pulled_gradient
+from .descent import _DIVERGENCE_FACTOR, minibatch_gradient
+
+WN_ATOL = 1e-100  # absolute tolerance of the (r, v) flow: coordinates of w above ~1e3 * WN_ATOL are resolved
+
+
+def resolved_floor(depth: int) -> float:
+    """The smallest product coordinate ``z = w^N`` that the flow resolves in relative terms."""
+    return (1e3 * WN_ATOL) ** depth
+
+
+class WNSystem:
+    """``ṙ = -η_r <G, v̄>``, ``v̇ = -(r/||v||)(I - v̄v̄^T) G`` (SPEC B.3) for the driver of ``flow.py``."""
+
+    def __init__(self, B, y, depth: int, eta_r: float, r0: float, v0: np.ndarray):
+        self.B, self.y, self.depth, self.eta_r = B, y, depth, eta_r
+        self.state0 = np.concatenate([[r0], v0])
+        self._gram = None
+
+    def initial(self) -> np.ndarray:
+        return self.state0.copy()
+
+    def split(self, state: np.ndarray):
+        r, v = state[0], state[1:]
+        norm = np.linalg.norm(v)
+        return r, v, norm, v / norm
+
+    def z(self, state: np.ndarray) -> np.ndarray:
+        r, _, _, vbar = self.split(state)
+        return (r * vbar) ** self.depth
+
+    def _G(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        g = self.B.rmatvec(self.B.matvec(w ** self.depth) - self.y)
+        return pulled_gradient(w, g, self.depth), g
+
+    def rhs(self, t: float, state: np.ndarray) -> np.ndarray:
+        r, _, norm, vbar = self.split(state)
+        G, _ = self._G(r * vbar)
+        gr = float(G @ vbar)
+        out = np.empty_like(state)
+        out[0] = -self.eta_r * gr
+        out[1:] = -(r / norm) * (G - gr * vbar)
+        return out
+
+    def jac(self, t: float, state: np.ndarray) -> np.ndarray:
+        """Analytic Jacobian of :meth:`rhs` (checked against finite differences in the tests).
+
+        With ``J_G = dG/dw = N(N-1) diag(w^(N-2) g) + N^2 diag(w^(N-1)) B^T B diag(w^(N-1))``,
+        ``P = I - v̄v̄^T``, ``dw/dr = v̄`` and ``dw/dv = (r/ν) P``.
+        """
+        N = self.depth
+        r, _, nu, vbar = self.split(state)
+        w = r * vbar
+        G, g = self._G(w)
+        if self._gram is None:
+            dense = self.B.dense()
+            self._gram = dense.T @ dense
+        d = N * w ** (N - 1)
+        JG = d[:, None] * self._gram * d[None, :]
+        JG[np.diag_indices_from(JG)] += N * (N - 1) * w ** (N - 2) * g
+        gr = float(G @ vbar)
+        PG = G - gr * vbar
+        JGv = JG @ vbar
+        vJG = JGv  # J_G is symmetric
+        vJGP = vJG - (vbar @ JGv) * vbar  # v̄^T J_G P
+        n1 = state.size
+        J = np.empty((n1, n1))
+        J[0, 0] = -self.eta_r * float(vbar @ JGv)
+        J[0, 1:] = -self.eta_r * ((r / nu) * vJGP + PG / nu)
+        PJGv = JGv - (vbar @ JGv) * vbar
+        J[1:, 0] = -(PG / nu) - (r / nu) * PJGv
+        # P J_G P
+        JP = JG - np.outer(JGv, vbar)
+        PJP = JP - np.outer(vbar, vbar @ JP)
+        dPG = (r / nu) * PJP - (gr / nu) * (np.eye(n1 - 1) - np.outer(vbar, vbar)) - np.outer(vbar, PG) / nu
+        J[1:, 1:] = (r / nu**2) * np.outer(PG, vbar) - (r / nu) * dPG
+        return J
+
+    def jac_cost(self) -> int:
+        return self.state0.size
+
+    def observe(self, state: np.ndarray):
+        if not np.all(np.isfinite(state)) or state[0] <= 0 or not np.any(state[1:]):
+            return None, False
+        return self.z(state), False
+
+    def rebase(self, state: np.ndarray) -> np.ndarray:
+        return state.copy()
+
+
+def wn_descend(B, y, depth, eta_r, r0, v0, *, step_at, stop, save_at, clock, batch=None, rng=None):
+    """GD (``batch=None``) or mini-batch SGD on ``(r, v)`` (SPEC B.3 discretised, D.1, D.2).
+
+    Returns ``(r, v, status, message, t, steps, grad_evals, matvecs, saved)``.
+    """
+    m = B.m
+    ynorm = np.linalg.norm(y)
+    check_every = 1 if batch is None else max(1, m // batch)
+    saved: list[tuple[float, np.ndarray]] = []
+    save_steps = None if save_at is None or isinstance(save_at, str) else set(int(k) for k in save_at)
+    r, v = float(r0), v0.copy()
+    t, evals, matvecs, k = 0.0, 0.0, 0, 0
+    status, message = "budget_exhausted", ""
+    residual = np.inf
+    with np.errstate(over="ignore", invalid="ignore"):
+        while True:
+            nu = np.linalg.norm(v)
+            if not (np.isfinite(r) and np.isfinite(nu) and nu > 0):
+                status, message = "diverged", f"non-finite (r, v) at step {k} (step size too large)"
+                break
+            vbar = v / nu
+            w = r * vbar
+            z = w ** depth
+            if (save_steps is not None and k in save_steps) or (isinstance(save_at, str) and save_at == "steps"):
+                saved.append((t, z.copy()))
+            if k % check_every == 0 or batch is None:
+                res = B.matvec(z) - y
+                residual = np.linalg.norm(res) / ynorm
+                matvecs += 1
+                evals += 0.5 if batch is not None else 0.0
+                if not np.isfinite(residual) or residual > _DIVERGENCE_FACTOR:
+                    status, message = "diverged", f"residual {residual:.3g} at step {k} (step size too large)"
+                    break
+                if residual <= stop.tol:
+                    status, message = "converged", f"relative residual {residual:.2e} <= tol {stop.tol:g}"
+                    break
+            if evals >= stop.max_evals:
+                message = f"gradient-evaluation budget {stop.max_evals} exhausted at residual {residual:.2e}"
+                break
+            if t >= stop.max_time:
+                message = f"time budget t={stop.max_time:g} reached at residual {residual:.2e}"
+                break
+            if clock() >= stop.max_wall:
+                message = f"wall-clock budget {stop.max_wall:g}s exhausted at residual {residual:.2e}"
+                break
+            eta = step_at(k)
+            if batch is None:
+                g = B.rmatvec(res)
+                evals += 1
+                matvecs += 1
+            else:
+                g = minibatch_gradient(B, y, z, rng.choice(m, size=batch, replace=False))
+                evals += batch / m
+                matvecs += 2 * batch / m
+            G = pulled_gradient(w, g, depth)
+            gr = float(G @ vbar)
+            grad_v = (r / nu) * (G - gr * vbar)
+            r = r - eta * eta_r * gr
+            v = v - eta * grad_v
+            t += eta
+            k += 1
+    return r, v, status, message, t, k, int(np.ceil(evals)), int(np.ceil(matvecs)), saved
+
+
+def _slow_flow_note(model, r0: float, r: float) -> str:
+    """Why a weight-normalised run may not reach ``S_+`` in the budget (SPEC B, practical note)."""
+    from ..theory import log_magnification_factor
+
+    log_rho = log_magnification_factor(r0, r, model.eta_r)
+    note = (
+        f"; weight normalisation (eta_r={model.eta_r:g}) has magnified the bias by rho(t) = exp({log_rho:.3g}) so far "
+        f"(SPEC B.7 with the current r={r:.6g}), i.e. the effective initial scale is rho^-N = exp({-model.depth * log_rho:.3g})"
+    )
+    if model.depth > 2:
+        note += (
+            "; for N > 2 the flow from an effective initialisation that small escapes in a time growing like "
+            "(rho^-N)^-(1-2/N) (SPEC A.2, B practical note), so the run is outside S_+ and x is NOT the limit: "
+            "raise eta_r, lower the depth, or raise the budget"
+        )
+    else:
+        note += "; x is the last iterate, not the limit: raise the budget or loosen tol"
+    return note
+
+
+def simulate_weight_norm(problem, model, dynamics, *, init, stop, save_at):
+    """:func:`implicit_bias.dynamics.simulate` for :class:`~implicit_bias.models.WeightNormalized`.
+
+    ``Result.factors`` holds the single weight vector ``w = r v/||v||`` (shape ``(1, n')``), so
+    ``r = ||w||`` and ``z = w^N``; ``invariant_drift['v_norm_B4']`` is ``| ||v(T)|| - ||v(0)|| |``
+    relative to ``||v(0)||`` (SPEC B.4; exact for the flow, ``O(η^2)`` per step for GD/SGD).
+    """
+    import time
+
+    from ..errors import InvalidParameterError
+    from .base import SGD, GradientDescent, GradientFlow, Path, Result
+    from .flow import integrate
+
+    init = model.as_init(init)
+    r0, v0 = model.initial_state(init, problem.n)
+    B, y = model.lift(problem.A), problem.y
+    started = time.perf_counter()
+
+    def clock() -> float:
+        return time.perf_counter() - started
+
+    step = suggested = None
+    if isinstance(dynamics, GradientFlow):
+        if dynamics.space not in ("auto", "factor"):
+            raise InvalidParameterError(
+                "weight-normalised flow is integrated in (r, v) space only; use GradientFlow() or space='factor'."
+            )
+        system = WNSystem(B, y, model.depth, model.eta_r, r0, v0)
+        # Tiny coordinates of v carry the implicit bias (SPEC B.8): control their relative error
+        # down to WN_ATOL (measured: 1e-30 left log c* off by 0.4-2 at rho^-N ~ 1e-80; 1e-100 costs ~+50% evals).
+        atol = min(dynamics.atol, WN_ATOL)
+        rtol = dynamics.rtol if dynamics.rtol is not None else 1e-11
+        state, status, message, t, steps, evals, matvecs, saved = integrate(
+            system, B=B, y=y, stop=stop, rtol=rtol, atol=atol, save_at=save_at, clock=clock
+        )
+        r, v = float(state[0]), state[1:].copy()
+        method = "wn-flow"
+    elif isinstance(dynamics, (GradientDescent, SGD)):
+        batch = dynamics.batch if isinstance(dynamics, SGD) else None
+        if batch is not None and batch > problem.m:
+            raise InvalidParameterError(f"The 'batch' parameter must be <= m = {problem.m}. Got {batch}.")
+        base = dynamics.step if dynamics.step is not None else default_wn_step(problem, model, init, batch=batch)
+        step_at = base if callable(base) else (lambda k, eta=float(base): eta)
+        step = None if callable(base) else float(base)
+        rng = np.random.default_rng(dynamics.seed) if batch is not None else None
+        r, v, status, message, t, steps, evals, matvecs, saved = wn_descend(
+            B, y, model.depth, model.eta_r, r0, v0, step_at=step_at, stop=stop, save_at=save_at, clock=clock,
+            batch=batch, rng=rng,
+        )
+        if status == "diverged":
+            suggested = default_wn_step(problem, model, init, batch=batch)
+            message += f"; try a step <= {suggested:.3g}"
+        method = "wn-gd" if batch is None else f"wn-sgd[q={batch}]"
+    else:
+        raise InvalidParameterError(
+            f"dynamics must be GradientFlow, GradientDescent or SGD; got {type(dynamics).__name__}."
+        )
+    nu = float(np.linalg.norm(v))
+    finite = np.isfinite(r) and np.isfinite(nu) and nu > 0
+    w = r * v / nu if finite else np.full(v.shape, np.nan)
+    z = w ** model.depth
+    if finite and status in ("budget_exhausted", "failed"):
+        message += _slow_flow_note(model, r0, r)
+    x = model.x_from_z(z)
+    residual = problem.residual(x) if np.all(np.isfinite(x)) else float("inf")
+    path = None
+    if saved:
+        times = np.array([s[0] for s in saved])
+        xs = np.array([model.x_from_z(s[1]) for s in saved])
+        path = Path(t=times, x=xs, residual=np.linalg.norm(xs @ problem.A.T - problem.y, axis=1) / np.linalg.norm(problem.y))
+    nu0 = float(np.linalg.norm(v0))
+    drift = {"v_norm_B4": abs(nu - nu0) / nu0} if finite else {}
+    return Result(
+        x=x, status=status, message=message, method=method, residual=residual, grad_evals=int(evals),
+        matvecs=int(matvecs), steps=int(steps), t=float(t), wall_s=clock(), factors=w[None, :],
+        invariant_drift=drift, path=path, step=step, suggested_step=suggested,
+    )
+
+
+def default_wn_step(problem, model, init, *, batch: int | None = None) -> float:
+    """A safe GD step for ``(r, v)``: ``1/λ`` with ``λ`` bounding the curvature in ``v``.
+
+    ``∇²_v L~ ≈ r² P J_G P`` with ``||J_G|| <= N²||B||² ||w||_∞^(2N-2) + N(N-1)||w||_∞^(N-2)||g||_∞``
+    (SPEC B.2); ``λ`` is its maximum over the initialisation and the l1 minimiser (the limit is
+    close to it when the bias works), i.e. half the classical ``2/λ`` (SPEC D.3). SGD: ``× q/m``.
+    """
+    from ..references import min_l1
+
+    N = model.depth
+    B = model.lift(problem.A)
+    r0, v0 = model.initial_state(init, problem.n)
+    norm_B = float(np.linalg.norm(B.dense(), 2))
+    x_l1 = min_l1(problem.A, problem.y, nonneg=not model.signed)
+    z_t = np.concatenate([np.maximum(x_l1, 0), np.maximum(-x_l1, 0)]) if model.signed else np.maximum(x_l1, 0)
+    curvatures = []
+    for w in (r0 * v0 / np.linalg.norm(v0), z_t ** (1.0 / N)):
+        r = float(np.linalg.norm(w))
+        g = B.rmatvec(B.matvec(w ** N) - problem.y)
+        wmax = float(np.max(w))
+        lam = N**2 * norm_B**2 * wmax ** (2 * N - 2) + N * (N - 1) * wmax ** (N - 2) * float(np.max(np.abs(g)))
+        curvatures.append(max(r, r0) ** 2 * lam + model.eta_r * lam)
+    eta = 1.0 / max(curvatures)
+    return eta * (batch / problem.m if batch is not None else 1.0)
