@@ -97,6 +97,16 @@ class Stop:
         _require(self.max_time > 0, "max_time", "a float in the range (0, inf]", self.max_time)
         _require(self.max_wall > 0, "max_wall", "a float in the range (0, inf]", self.max_wall)
 
+    def exhausted(self, evals: float, t: float, wall: float, residual: float) -> str | None:
+        """The message of the first budget that is spent, or None."""
+        if evals >= self.max_evals:
+            return f"gradient-evaluation budget {self.max_evals} exhausted at residual {residual:.2e}"
+        if t >= self.max_time:
+            return f"time budget t={self.max_time:g} reached at residual {residual:.2e}"
+        if wall >= self.max_wall:
+            return f"wall-clock budget {self.max_wall:g}s exhausted at residual {residual:.2e}"
+        return None
+
 
 @dataclass(frozen=True, eq=False)
 class Path:

@@ -153,14 +153,9 @@ def integrate_mirror(B, y, depth, z0, *, stop, rtol, save_at, clock, t0=0.0, eva
         if residual <= stop.tol:
             status, message = "converged", f"relative residual {residual:.2e} <= tol {stop.tol:g}"
             break
-        if flow.evals >= stop.max_evals:
-            message = f"gradient-evaluation budget {stop.max_evals} exhausted at residual {residual:.2e}"
-            break
-        if flow.t >= stop.max_time:
-            message = f"time budget t={stop.max_time:g} reached at residual {residual:.2e}"
-            break
-        if clock() >= stop.max_wall:
-            message = f"wall-clock budget {stop.max_wall:g}s exhausted at residual {residual:.2e}"
+        spent = stop.exhausted(flow.evals, flow.t, clock(), residual)
+        if spent:
+            message = spent
             break
         t_old = flow.t
         if np.isfinite(stop.max_time) and h is not None:

@@ -183,14 +183,9 @@ def integrate(system, *, B, y, stop, rtol, atol, save_at, clock):
         if residual <= stop.tol:
             status, message = "converged", f"relative residual {residual:.2e} <= tol {stop.tol:g}"
             break
-        if evals_now >= stop.max_evals:
-            message = f"gradient-evaluation budget {stop.max_evals} exhausted at residual {residual:.2e}"
-            break
-        if t_now >= stop.max_time:
-            message = f"time budget t={stop.max_time:g} reached at residual {residual:.2e}"
-            break
-        if clock() >= stop.max_wall:
-            message = f"wall-clock budget {stop.max_wall:g}s exhausted at residual {residual:.2e}"
+        spent = stop.exhausted(evals_now, t_now, clock(), residual)
+        if spent:
+            message = spent
             break
         if rebase or solver.step_size < 1e-9 * solver.t:
             nfev, njev = nfev + solver.nfev, njev + solver.njev

@@ -136,14 +136,9 @@ def wn_descend(B, y, depth, eta_r, r0, v0, *, step_at, stop, save_at, clock, bat
                 if residual <= stop.tol:
                     status, message = "converged", f"relative residual {residual:.2e} <= tol {stop.tol:g}"
                     break
-            if evals >= stop.max_evals:
-                message = f"gradient-evaluation budget {stop.max_evals} exhausted at residual {residual:.2e}"
-                break
-            if t >= stop.max_time:
-                message = f"time budget t={stop.max_time:g} reached at residual {residual:.2e}"
-                break
-            if clock() >= stop.max_wall:
-                message = f"wall-clock budget {stop.max_wall:g}s exhausted at residual {residual:.2e}"
+            spent = stop.exhausted(evals, t, clock(), residual)
+            if spent:
+                message = spent
                 break
             eta = step_at(k)
             if batch is None:
