@@ -145,6 +145,7 @@ class Row:
     flow_s: float | None = None
     flow_evals: int | None = None
     flow_matvecs: int | None = None
+    flow_converged: bool = False
     flow_status: str = "-"
     flow_dist: float | None = None
     gd_s: float | None = None
@@ -191,6 +192,7 @@ def run_flow(problem, row: Row, cap_s: float, errors: list[str]) -> None:
         errors.append(f"simulate(GradientFlow) n={row.n} N={row.N} alpha={row.alpha:g}: {exc!r}")
         return
     row.flow_evals, row.flow_matvecs = res.grad_evals, res.matvecs
+    row.flow_converged = res.status == "converged"
     row.flow_status = res.status if res.status == "converged" else f"{res.status} (res {res.residual:.1e})"
     if res.method != "flow[mirror]":  # e.g. BDF failed and the exponential integrator took over
         row.flow_status += f" [{res.method}]"
@@ -258,7 +260,7 @@ def main_table(rows: list[Row]) -> str:
     body = []
     for r in rows:
         gd_done = not r.gd_status.startswith(("capped", "stuck", "diverged", "error", "no step"))
-        flow_done = r.flow_status == "converged"
+        flow_done = r.flow_converged
         if r.gd_status.startswith("stuck"):
             gd_flow = "∞ (GD stuck)"
         elif r.gd_s is None or r.flow_s is None:
@@ -484,11 +486,12 @@ def main(argv=None) -> int:
         out.append("")
         body = []
         for n in args.sizes:
-            pts = [(r.alpha, r.flow_evals, r.flow_status) for r in rows if r.n == n and r.N == 2 and r.flow_evals is not None]
+            pts = [(r.alpha, r.flow_evals, r.flow_converged) for r in rows if r.n == n and r.N == 2 and r.flow_evals is not None]
             if len(pts) < 2:
                 continue
-            for alpha, evals, status in pts:
+            for alpha, evals, _ in pts:
                 L = math.log(1 / alpha)
+                status = next(r.flow_status for r in rows if r.n == n and r.N == 2 and r.alpha == alpha)
                 body.append([str(n), f"{alpha:.0e}", f"{L:.2f}", fi(evals), f"{evals / L:.1f}", status])
             lo, hi = pts[0], pts[-1]
             allowed = math.log(1 / hi[0]) / math.log(1 / lo[0])
@@ -496,7 +499,7 @@ def main(argv=None) -> int:
             xs = np.array([math.log(1 / a) for a, _, _ in pts])
             ys = np.array([e for _, e, _ in pts], dtype=float)
             slope, intercept = np.polyfit(xs, ys, 1)
-            ok = got <= allowed and all(s == "converged" for _, _, s in pts)
+            ok = got <= allowed and all(converged for _, _, converged in pts)
             growth_verdicts.append((n, got, allowed, slope, intercept, ok))
         out.append(markdown_table(["n", "alpha", "log(1/alpha)", "flow evals", "evals / log(1/alpha)", "status"], body))
         out.append("")
@@ -538,7 +541,7 @@ def main(argv=None) -> int:
         if any(r is None for r in got):
             targets.append((name, "-", verdict(None)))
             continue
-        ok = all(r.flow_s < limit and r.flow_status == "converged" for r in got)
+        ok = all(r.flow_s < limit and r.flow_converged for r in got)
         targets.append((name, "; ".join(f"alpha={r.alpha:.0e}: {r.flow_s:.3g} s [{r.flow_status}]" for r in got), verdict(ok)))
 
     if growth_verdicts:

@@ -76,13 +76,21 @@ def predict_limit(
 
 
 def range_residual(B, mirror: MirrorMap, z: np.ndarray, z0: np.ndarray) -> float:
-    """``||(I - P_range(B^T)) (∇F(z) - ∇F(z0))|| / ||∇F(z) - ∇F(z0)||`` (SPEC A.3 check (i))."""
-    v = mirror.phi(z) - mirror.phi(z0)
+    """``||(I - P_range(B^T)) (∇F(z) - ∇F(z0))|| / ||∇F(z) - ∇F(z0)||`` (SPEC A.3 check (i)).
+
+    Coordinates whose ``z`` underflowed to 0 or to a subnormal number (``∇F`` is -inf or has lost
+    its digits) are left out: the projection is onto the range of ``B^T`` restricted to the others.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = mirror.phi(z) - mirror.phi(z0)
+    normal = np.abs(z) >= np.finfo(float).tiny if mirror.depth >= 2 else np.ones(z.shape, bool)
+    keep = (np.isfinite(v) & normal).astype(float)
+    v = np.where(keep > 0, v, 0.0)
     norm = np.linalg.norm(v)
-    if norm == 0 or not np.isfinite(norm):
-        return 0.0 if norm == 0 else float("inf")
-    coef = solve_psd(B.weighted_gram(np.ones(B.width)), B.matvec(v))  # normal equations of min ||v - B^T c||
-    return float(np.linalg.norm(v - B.rmatvec(coef)) / norm)
+    if norm == 0:
+        return 0.0
+    coef = solve_psd(B.weighted_gram(keep), B.matvec(v))  # normal equations of min ||v - B_K^T c||
+    return float(np.linalg.norm((v - B.rmatvec(coef)) * keep) / norm)
 
 
 def _project_affine(B, y: np.ndarray, z0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
