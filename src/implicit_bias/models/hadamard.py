@@ -112,8 +112,30 @@ class LiftedOperator:
         return np.hstack([self.A, -self.A]) if self.signed else self.A
 
 
+class LiftedModel:
+    """The lifting shared by the Hadamard-type models (SPEC A.7): signed = positive on ``[A, -A]``.
+
+    Subclasses are dataclasses with a ``signed`` field.
+    """
+
+    signed: bool
+
+    def lift(self, A: np.ndarray) -> LiftedOperator:
+        return LiftedOperator(A, self.signed)
+
+    def lifted_width(self, n: int) -> int:
+        return 2 * n if self.signed else n
+
+    def x_from_z(self, z: np.ndarray) -> np.ndarray:
+        """The model's vector ``x`` from the lifted product ``z``."""
+        if self.signed:
+            n = z.shape[-1] // 2
+            return z[..., :n] - z[..., n:]
+        return z
+
+
 @dataclass(frozen=True)
-class Hadamard:
+class Hadamard(LiftedModel):
     """``x = w^(N) ⊙ ... ⊙ w^(1)`` (positive) or ``x = ⊙u^(k) - ⊙v^(k)`` (signed), SPEC (A.1).
 
     ``depth = 1`` is the plain linear model ``x = w`` (or ``u - v``).
@@ -131,18 +153,6 @@ class Hadamard:
     def name(self) -> str:
         return f"Hadamard(depth={self.depth}, {'signed' if self.signed else 'positive'})"
 
-    def lift(self, A: np.ndarray) -> LiftedOperator:
-        return LiftedOperator(A, self.signed)
-
-    def lifted_width(self, n: int) -> int:
-        return 2 * n if self.signed else n
-
-    def x_from_z(self, z: np.ndarray) -> np.ndarray:
-        """The model's vector ``x`` from the lifted product ``z``."""
-        if self.signed:
-            n = z.shape[-1] // 2
-            return z[..., :n] - z[..., n:]
-        return z
 
     def initial_factors(self, init: Init, n: int) -> np.ndarray:
         """Factors of shape ``(N, n')`` with ``n' = n`` (positive) or ``2n`` (signed)."""

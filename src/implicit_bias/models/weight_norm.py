@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidParameterError
-from .hadamard import LiftedOperator
+from .hadamard import LiftedModel, LiftedOperator
 
 
 def _require(condition: bool, name: str, allowed: str, got) -> None:
@@ -56,7 +56,7 @@ class WNInit:
 
 
 @dataclass(frozen=True)
-class WeightNormalized:
+class WeightNormalized(LiftedModel):
     """``x = (r v/||v||)^(⊙N)`` (positive) or its lifted signed version (SPEC B.1).
 
     ``eta_r > 0`` is the rate of the radius ``r`` relative to the direction ``v`` (SPEC B.3);
@@ -85,17 +85,6 @@ class WeightNormalized:
     def name(self) -> str:
         return f"WeightNormalized(depth={self.depth}, eta_r={self.eta_r:g}, {'signed' if self.signed else 'positive'})"
 
-    def lift(self, A: np.ndarray) -> LiftedOperator:
-        return LiftedOperator(A, self.signed)
-
-    def lifted_width(self, n: int) -> int:
-        return 2 * n if self.signed else n
-
-    def x_from_z(self, z: np.ndarray) -> np.ndarray:
-        if self.signed:
-            n = z.shape[-1] // 2
-            return z[..., :n] - z[..., n:]
-        return z
 
     def as_init(self, init) -> WNInit:
         """A :class:`WNInit` from a ``WNInit`` or a float ``r0``."""
