@@ -18,7 +18,7 @@ import numpy as np
 from scipy import integrate
 
 from .errors import InvalidParameterError, InvalidProblemError
-from .problems import as_finite_array
+from ._validation import as_finite_array
 
 # ---------------------------------------------------------------------------------------------
 # validation and small helpers

@@ -13,7 +13,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from .errors import InvalidParameterError, InvalidProblemError
-from .problems import as_finite_array
+from ._validation import as_finite_array
 
 
 def _check_shape(shape) -> tuple[int, int]:
@@ -82,6 +82,40 @@ class GaussianSensing:
     def adjoint(self, r) -> np.ndarray:
         """``A*(r) = sum_l r_l A_l``, shape ``(d_y, d_x)``."""
         return (_check_vector(r, self.m) @ self._flat).reshape(self.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class DenseSensing:
+    """Matrix sensing ``A(W)_l = <A_l, W>_F`` with given matrices ``A_l`` (e.g. loaded from a file).
+
+    ``matrices`` is an ``(m, d_y, d_x)`` array; the adjoint is ``A*(r) = sum_l r_l A_l`` (SPEC C.13).
+    """
+
+    matrices: np.ndarray
+
+    def __post_init__(self) -> None:
+        mats = as_finite_array(self.matrices, "matrices", 3)
+        if 0 in mats.shape:
+            raise InvalidProblemError(f"matrices must be a non-empty (m, d_y, d_x) array; got shape {mats.shape}.")
+        mats = mats.copy()
+        mats.flags.writeable = False
+        object.__setattr__(self, "matrices", mats)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.matrices.shape[1]), int(self.matrices.shape[2])
+
+    @property
+    def m(self) -> int:
+        return int(self.matrices.shape[0])
+
+    def apply(self, W) -> np.ndarray:
+        """``A(W)``, shape ``(m,)``."""
+        return self.matrices.reshape(self.m, -1) @ _check_matrix(W, self.shape).ravel()
+
+    def adjoint(self, r) -> np.ndarray:
+        """``A*(r) = sum_l r_l A_l``, shape ``(d_y, d_x)``."""
+        return (_check_vector(r, self.m) @ self.matrices.reshape(self.m, -1)).reshape(self.shape)
 
 
 @dataclass(frozen=True, eq=False)
