@@ -1,14 +1,17 @@
 """Convex programs that a gradient-flow limit is compared with.
 
-Every function takes float64 numpy arrays and returns numpy arrays or floats. The linear
+Every function takes float64 numpy arrays (or, for the matrix references, a
+:class:`~implicit_bias.problems.MatrixRecovery`) and returns numpy arrays or floats. The linear
 programs go to HiGHS through :func:`scipy.optimize.linprog`; the smooth Bregman projection goes
-to Clarabel through cvxpy, which is imported lazily (only when that function is called).
+to Clarabel and the nuclear-norm program to SCS through cvxpy, which is imported lazily (only
+when those functions are called).
 
 Equation numbers refer to SPEC.md.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 
@@ -27,6 +30,8 @@ __all__ = [
     "l1_optimum",
     "min_l2",
     "bregman_projection_cvxpy",
+    "min_nuclear_norm",
+    "min_frobenius",
 ]
 
 # HiGHS accepts feasibility tolerances down to 1e-10; downstream comparisons are at 1e-6.
@@ -274,3 +279,140 @@ def _bregman_scales(A: np.ndarray, y: np.ndarray, x0: np.ndarray, N: int) -> lis
     if not s_sol > 0:  # y = 0
         s_sol = s_x0
     return [s_x0, s_sol] if N == 2 else [s_sol, s_x0]
+
+
+# ----------------------------------------------------------------------------- matrices
+
+
+def _matrix_problem(problem):
+    """Return ``(operator, y)`` of a :class:`MatrixRecovery`-like object, or raise."""
+    operator, y = getattr(problem, "operator", None), getattr(problem, "y", None)
+    if operator is None or y is None or not all(hasattr(operator, a) for a in ("shape", "m", "apply", "adjoint")):
+        raise InvalidProblemError(
+            "expected a matrix recovery problem (implicit_bias.problems.MatrixRecovery, e.g. from "
+            f"matrix_sensing or matrix_completion); got {type(problem).__name__}."
+        )
+    return operator, np.asarray(y, dtype=np.float64)
+
+
+def _operator_matrix(operator) -> np.ndarray:
+    """The ``m x (d_y d_x)`` matrix of a measurement map on row-major ``vec(W)``.
+
+    Sensing operators expose their matrices ``A_l`` (one row each); anything else is probed
+    with the ``d_y d_x`` unit matrices (one ``apply`` each).
+    """
+    d_y, d_x = operator.shape
+    matrices = getattr(operator, "matrices", None)
+    if matrices is not None:
+        return np.asarray(matrices, dtype=np.float64).reshape(operator.m, d_y * d_x)
+    if hasattr(operator, "index"):
+        out = np.zeros((operator.m, d_y * d_x))
+        out[np.arange(operator.m), np.ravel_multi_index(operator.index, (d_y, d_x))] = 1.0
+        return out
+    eye = np.eye(d_y * d_x)
+    return np.stack([operator.apply(e.reshape(d_y, d_x)) for e in eye], axis=1)
+
+
+def min_frobenius(problem, W0=None) -> np.ndarray:
+    """Return ``W0 + A^+(y - A(W0))``, the minimum-Frobenius-norm interpolant from ``W0`` (SPEC E.1).
+
+    With ``W0 = 0`` (the default) this is ``argmin ||W||_F s.t. A(W) = y``, the limit of gradient
+    flow / GD on the unfactorised loss (C.2) from 0. For completion ``A A* = I``, so ``A^+ = A*``
+    and the answer is the zero-filled observation matrix; for sensing it is a least-squares solve
+    with the ``m x (d_y d_x)`` operator matrix (its minimum-norm solution = pseudo-inverse). If
+    ``y`` is not in the range of ``A`` (more measurements than entries, noisy data) the same
+    formula gives the least-squares point closest to ``W0``, which is also the flow's limit.
+    """
+    operator, y = _matrix_problem(problem)
+    shape = tuple(operator.shape)
+    if W0 is None:
+        W0 = np.zeros(shape)
+    else:
+        W0 = np.asarray(W0, dtype=np.float64)
+        if W0.shape != shape or not np.all(np.isfinite(W0)):
+            raise InvalidParameterError(
+                f"The 'W0' parameter must be a finite {shape[0]} x {shape[1]} matrix. Got shape {W0.shape}"
+                + ("." if W0.shape != shape else " with NaN or inf entries.")
+            )
+    r = y - operator.apply(W0)
+    if hasattr(operator, "index"):
+        return W0 + operator.adjoint(r)
+    step, *_ = np.linalg.lstsq(_operator_matrix(operator), r, rcond=None)
+    return W0 + step.reshape(shape)
+
+
+# SCS stopping tolerance (eps_abs = eps_rel). 1e-8 gives relative errors ~1e-9 against W_true
+# on exact-recovery instances in about the same time as 1e-4 (SCS's default), because SCS
+# converges linearly on these cones: 20 x 20 sensing m=160 0.04 s, 100 x 100 completion with
+# 2000 / 5000 entries 0.9 / 0.5 s (measured on the 2-core development machine).
+_NUCLEAR_EPS = 1e-8
+
+
+def min_nuclear_norm(problem, *, solver: str = "SCS", eps: float = _NUCLEAR_EPS, delta: float = 0.0,
+                     max_iters: int = 100_000) -> np.ndarray:
+    """Return ``argmin ||W||_* s.t. A(W) = y`` (nuclear-norm minimisation, the convex reference of SPEC C).
+
+    ``problem`` is a :class:`~implicit_bias.problems.MatrixRecovery`. Completion constrains the
+    observed entries, ``W[Omega] = y``; sensing constrains ``A vec(W) = y`` with the operator
+    matrix. For noisy data give ``delta > 0``: the constraint becomes
+    ``||A(W) - y||_2 <= delta ||y||_2`` (a relative residual budget).
+
+    Solved by cvxpy with ``solver`` (default SCS, far faster than Clarabel on the nuclear-norm
+    SDP; ``eps`` is SCS's ``eps_abs`` and ``eps_rel``, or Clarabel's gap and feasibility
+    tolerances). The returned matrix satisfies the constraints only to the solver's tolerance.
+
+    Raises InvalidProblemError (not a matrix problem), InvalidParameterError (bad eps, delta,
+    solver), InfeasibleProblemError (no W with A(W) = y: give delta > 0), SolverError (the
+    solver failed or stopped inaccurate: raise max_iters, loosen eps, or try another solver).
+    """
+    import cvxpy as cp
+
+    operator, y = _matrix_problem(problem)
+    for name, value, positive in (("eps", eps, True), ("delta", delta, False)):
+        finite = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        if not finite or value < 0 or (positive and value == 0):
+            bound = "(0, inf)" if positive else "[0, inf)"
+            raise InvalidParameterError(f"The '{name}' parameter must be a float in the range {bound}. Got {value!r}.")
+    solver = str(solver).upper()
+    if solver not in cp.installed_solvers():
+        raise InvalidParameterError(
+            f"The 'solver' parameter must be a cvxpy solver installed here, one of {cp.installed_solvers()}. Got {solver!r}."
+        )
+
+    X = cp.Variable(tuple(operator.shape))
+    if hasattr(operator, "index"):
+        measured = X[operator.index]
+    else:
+        measured = _operator_matrix(operator) @ cp.vec(X, order="C")
+    if delta > 0:
+        constraints = [cp.norm(measured - y, 2) <= delta * float(np.linalg.norm(y))]
+    else:
+        constraints = [measured == y]
+    program = cp.Problem(cp.Minimize(cp.normNuc(X)), constraints)
+    if solver == "SCS":
+        options = {"eps_abs": eps, "eps_rel": eps, "max_iters": int(max_iters)}
+    elif solver == "CLARABEL":
+        options = {"tol_gap_abs": eps, "tol_gap_rel": eps, "tol_feas": eps, "max_iter": int(max_iters)}
+    else:
+        options = {}
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+            program.solve(solver=solver, **options)
+    except cp.error.SolverError as exc:
+        raise SolverError(
+            f"{solver} failed on the nuclear-norm program for a {operator.shape} matrix with {operator.m} "
+            f"measurements: {exc}. Try solver='CLARABEL' or a looser eps (got {eps:g})."
+        ) from exc
+    if program.status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
+        raise InfeasibleProblemError(
+            f"no {operator.shape[0]} x {operator.shape[1]} matrix W has A(W) = y ({operator.m} measurements, "
+            f"solver status {program.status}); for noisy data pass delta > 0 (a relative residual budget)."
+        )
+    if program.status != cp.OPTIMAL or X.value is None:
+        raise SolverError(
+            f"{solver} stopped with status {program.status!r} after {program.solver_stats.num_iters} iterations on "
+            f"the nuclear-norm program (eps={eps:g}, max_iters={max_iters}); raise max_iters, loosen eps, or try "
+            "solver='CLARABEL'."
+        )
+    return np.asarray(X.value, dtype=np.float64)
