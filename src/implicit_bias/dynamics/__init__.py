@@ -8,14 +8,18 @@ import numpy as np
 
 from .._blas import pinned_blas
 from ..errors import InvalidParameterError, UnsupportedError
-from ..models import Hadamard, Init, WeightNormalized
-from ..problems import SparseRecovery
+from ..models import DeepFactorization, Hadamard, Init, WeightNormalized
+from ..problems import MatrixRecovery, SparseRecovery
 from .base import SGD, Dynamics, GradientDescent, GradientFlow, Path, Result, Stop
 from .descent import descend
 from .exponential import integrate_mirror
 from .flow import FactorSystem, MirrorSystem, integrate
+from .matrix import MatrixPath, MatrixResult, ProductFlow, simulate_matrix
 
-__all__ = ["simulate", "default_step", "GradientFlow", "GradientDescent", "SGD", "Stop", "Result", "Path"]
+__all__ = [
+    "simulate", "default_step", "GradientFlow", "GradientDescent", "SGD", "Stop", "Result", "Path",
+    "ProductFlow", "MatrixResult", "MatrixPath",
+]
 
 
 @pinned_blas
@@ -37,7 +41,14 @@ def simulate(
 
     For :class:`~implicit_bias.models.WeightNormalized` (SPEC B) ``init`` is a ``WNInit`` or a
     float ``r0``; see :func:`implicit_bias.dynamics.weight_norm.simulate_weight_norm`.
+
+    For a :class:`~implicit_bias.problems.MatrixRecovery` with a
+    :class:`~implicit_bias.models.DeepFactorization` (SPEC C) ``init`` is a ``MatrixInit`` or a
+    float ``alpha``, ``dynamics`` may also be :class:`ProductFlow`, and the result is a
+    :class:`MatrixResult`; see :func:`implicit_bias.dynamics.matrix.simulate_matrix`.
     """
+    if isinstance(model, DeepFactorization) or isinstance(problem, MatrixRecovery):
+        return simulate_matrix(problem, model, dynamics, init=init, stop=stop, save_at=save_at)
     if isinstance(model, WeightNormalized):
         from .weight_norm import simulate_weight_norm
 
