@@ -235,3 +235,21 @@ def test_bad_dynamics_input():
         simulate(problem, DeepFactorization(2), GradientFlow(), init=0.1, save_at="every")
     with pytest.raises(InvalidParameterError, match="'rtol' parameter"):
         ProductFlow(rtol=2.0)
+
+
+@pytest.mark.parametrize("dynamics", [GradientFlow(), ProductFlow(), GradientDescent(1e-3)])
+def test_overflow_is_a_status_not_an_exception(dynamics):
+    """W(0) = (1e120)^3 I overflows float64: the run must end with a status, never raise."""
+    res = simulate(PROBLEMS["gaussian"](), DeepFactorization(3), dynamics, init=1e120)
+    assert res.status in ("failed", "diverged") and res.message
+    assert res.relative_error is None
+
+
+def test_gd_step_schedule():
+    """A schedule k -> eta_k is used as given: the flow time is the sum of the steps taken."""
+    problem = PROBLEMS["completion"]()
+    eta = default_matrix_step(problem, DeepFactorization(2), 0.3)
+    res = simulate(problem, DeepFactorization(2), GradientDescent(lambda k: eta * (1 + 1 / (k + 1))), init=0.3,
+                   stop=Stop(tol=1e-6))
+    assert res.converged and res.step is None
+    assert res.t == pytest.approx(sum(eta * (1 + 1 / (k + 1)) for k in range(res.steps)), rel=1e-12)
