@@ -31,6 +31,37 @@ def _fail(message: str, debug: bool) -> None:
     sys.exit(2)
 
 
+def _apply_options(function, options):
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+OUTPUT_OPTIONS = [
+    click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of a table"),
+    click.option("--debug", is_flag=True, help="show tracebacks"),
+]
+
+
+def output_options(function):
+    """Decorator adding ``--json`` and ``--debug``."""
+    return _apply_options(function, OUTPUT_OPTIONS)
+
+
+def descent_options(methods: click.Choice, default_tol: float, default_max_evals: int, method_help: str):
+    """Decorator adding ``--method --step --batch --tol --max-evals``, shared by the ``run`` commands."""
+    options = [
+        click.option("--method", type=methods, default="flow", show_default=True, help=method_help),
+        click.option("--step", type=float, default=None, help="GD/SGD step (default: the safe step of SPEC D.3)"),
+        click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="SGD mini-batch size"),
+        click.option("--tol", type=float, default=default_tol, show_default=True,
+                     help="stop at relative residual ||A(x)-y||/||y|| <= tol"),
+        click.option("--max-evals", type=click.IntRange(min=1), default=default_max_evals, show_default=True,
+                     help="gradient-evaluation budget"),
+    ]
+    return lambda function: _apply_options(function, options)
+
+
 def problem_options(function):
     """The options that define a sparse-recovery problem, shared by run and predict."""
     options = [
@@ -44,12 +75,9 @@ def problem_options(function):
         click.option("--alpha", type=float, default=1e-3, show_default=True, help="factor-level initial scale (product starts at alpha^N)"),
         click.option("--problem", "problem_file", type=click.Path(exists=True, dir_okay=False), default=None,
                      help="load A, y (and x_true) from an .npz file instead of generating"),
-        click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of a table"),
-        click.option("--debug", is_flag=True, help="show tracebacks"),
+        *OUTPUT_OPTIONS,
     ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+    return _apply_options(function, options)
 
 
 def _print_record(record: dict, as_json: bool, keys: list[str]) -> None:
@@ -88,11 +116,7 @@ def run() -> None:
 
 @run.command("sparse")
 @problem_options
-@click.option("--method", type=METHOD_CHOICE, default="flow", show_default=True, help="flow, gd, sgd, or the exact limit")
-@click.option("--step", type=float, default=None, help="GD/SGD step (default: the safe step of SPEC D.3)")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="SGD mini-batch size")
-@click.option("--tol", type=float, default=1e-8, show_default=True, help="stop at relative residual ||Ax-y||/||y|| <= tol")
-@click.option("--max-evals", type=click.IntRange(min=1), default=200_000, show_default=True, help="gradient-evaluation budget")
+@descent_options(METHOD_CHOICE, 1e-8, 200_000, "flow, gd, sgd, or the exact limit")
 @click.option("--weight-norm", is_flag=True, help="weight-normalised model w = r v/||v|| (SPEC B); ignores --alpha")
 @click.option("--eta-r", type=float, default=0.01, show_default=True, help="rate of the radius r (with --weight-norm)")
 @click.option("--r0", type=float, default=1.0, show_default=True, help="initial radius r(0) (with --weight-norm)")
@@ -118,6 +142,139 @@ def run_sparse(n, m, s, signed, noise, seed, depth, alpha, problem_file, as_json
     if not as_json:
         record["x"] = None
     _print_record(record, as_json, TABLE_KEYS)
+
+
+MATRIX_METHOD_CHOICE = click.Choice(["flow", "gd", "sgd", "product"])
+MATRIX_TABLE_KEYS = [
+    "status", "method", "measurement", "shape", "rank", "m", "depth", "widths", "init", "alpha", "residual",
+    "relative_error", "nuclear_norm_error", "frobenius_error", "dist_nuclear_norm", "effective_rank",
+    "singular_values", "balancedness_defect", "balancedness_drift", "grad_evals", "steps", "t", "step",
+    "suggested_step", "wall_s", "nuclear_norm_s", "message",
+]
+SHOWN_SINGULAR_VALUES = 8  # the table shows the leading ones; --json gives all
+
+
+def _parse_widths(text: str | None) -> tuple[int, ...] | None:
+    """``"20,20"`` -> ``(20, 20)``; raises InvalidParameterError with the received text otherwise."""
+    from .errors import InvalidParameterError
+
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidParameterError(
+            f"--widths must be a comma-separated list of depth-1 positive ints, e.g. --widths 20,20. Got {text!r}."
+        ) from None
+
+
+def _relative_distance(a, b) -> float:
+    import numpy as np
+
+    return float(np.linalg.norm(a - b) / max(float(np.linalg.norm(b)), 1e-300))
+
+
+@run.command("matrix")
+@click.option("--n1", type=click.IntRange(min=1), default=20, show_default=True, help="rows of the matrix")
+@click.option("--n2", type=click.IntRange(min=1), default=20, show_default=True, help="columns of the matrix")
+@click.option("--rank", type=click.IntRange(min=1), default=2, show_default=True, help="rank of the true matrix")
+@click.option("--m", type=click.IntRange(min=1), default=160, show_default=True,
+              help="number of Gaussian measurements, or of observed entries (completion)")
+@click.option("--measurement", type=click.Choice(["gaussian", "completion"]), default="gaussian", show_default=True,
+              help="Gaussian sensing or matrix completion (SPEC C.13)")
+@click.option("--condition", type=float, default=1.0, show_default=True,
+              help="sigma_1 / sigma_rank of the true matrix (geometric spectrum)")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the random problem (and SGD, Gaussian init)")
+@click.option("--depth", type=click.IntRange(min=1), default=3, show_default=True, help="number of factors N")
+@click.option("--widths", default=None, metavar="D1,...", help="hidden widths d_1..d_{N-1} (default: min(n1, n2))")
+@click.option("--alpha", type=float, default=1e-2, show_default=True, help="factor-level initial scale (SPEC C.12)")
+@click.option("--init", "init_kind", type=click.Choice(["balanced", "gaussian"]), default="balanced", show_default=True,
+              help="balanced W_j = alpha*I (C.12), or Gaussian factors whose product has the balanced product's norm")
+@descent_options(MATRIX_METHOD_CHOICE, 1e-6, 100_000,
+                 "factor flow, GD, SGD, or the product flow dW/dt = -A_W(grad L) (C.5; balanced init only)")
+@click.option("--max-wall", type=float, default=float("inf"), help="wall-clock budget in seconds")
+@click.option("--problem", "problem_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="load the problem from an .npz file (MatrixRecovery.save) instead of generating")
+@output_options
+def run_matrix(n1, n2, rank, m, measurement, condition, seed, depth, widths, alpha, init_kind, method, step, batch,
+               tol, max_evals, max_wall, problem_file, as_json, debug):
+    """Low-rank recovery with a deep matrix factorization W = W_N ... W_1 (SPEC C), vs nuclear norm."""
+    import numpy as np
+
+    from .dynamics import SGD, GradientDescent, GradientFlow, Stop, simulate
+    from .dynamics.matrix import ProductFlow
+    from .models import DeepFactorization, MatrixInit
+    from .problems import load_matrix_problem, matrix_completion, matrix_sensing
+
+    try:
+        model = DeepFactorization(depth, _parse_widths(widths))
+        if problem_file:
+            problem = load_matrix_problem(problem_file)
+        elif measurement == "gaussian":
+            problem = matrix_sensing(n1, n2, rank, m, condition=condition, seed=seed)
+        else:
+            problem = matrix_completion(n1, n2, rank, count=m, condition=condition, seed=seed)
+        init = MatrixInit.balanced(alpha)
+        if init_kind == "gaussian":
+            balanced = model.product(model.initial_factors(init, problem.shape))
+            init = MatrixInit.gaussian(float(np.sqrt(np.mean(balanced**2))), seed=seed)
+        dynamics = {
+            "flow": lambda: GradientFlow(),
+            "product": lambda: ProductFlow(),
+            "gd": lambda: GradientDescent(step=step),
+            "sgd": lambda: SGD(step=step, batch=batch, seed=seed),
+        }[method]()
+        result = simulate(problem, model, dynamics, init=init, stop=Stop(tol=tol, max_evals=max_evals, max_wall=max_wall))
+    except ImplicitBiasError as exc:
+        _fail(str(exc), debug)
+    record = _matrix_record(problem, model, init, result, alpha)
+    if not as_json:
+        shown = record["singular_values"] or []
+        record["singular_values"] = " ".join(f"{v:.3g}" for v in shown[:SHOWN_SINGULAR_VALUES]) + (
+            " ..." if len(shown) > SHOWN_SINGULAR_VALUES else "")
+        record["shape"] = "x".join(str(d) for d in record["shape"])
+        record["widths"] = ",".join(str(d) for d in record["widths"])
+    _print_record(record, as_json, MATRIX_TABLE_KEYS if not as_json else list(record))
+
+
+def _matrix_record(problem, model, init, result, alpha) -> dict:
+    """The JSON record of ``run matrix``: the simulation's end point against the references (SPEC C, E.1).
+
+    The nuclear-norm solve failing (SolverError) does not fail the run: its fields are null and
+    ``nuclear_norm_message`` says why.
+    """
+    import time
+
+    import numpy as np
+
+    from .errors import SolverError
+    from .references import min_frobenius, min_nuclear_norm
+
+    W = result.W
+    finite = bool(np.all(np.isfinite(W)))
+    started = time.perf_counter()
+    try:
+        W_nuc, nuc_message = min_nuclear_norm(problem), None
+    except SolverError as exc:
+        W_nuc, nuc_message = None, str(exc)
+    nuc_seconds = time.perf_counter() - started
+    singular_values = result.singular_values
+    return {
+        "status": result.status, "message": result.message, "method": result.method,
+        "measurement": problem.measurement, "shape": list(problem.shape), "m": problem.m,
+        "rank": None if problem.W_true is None else int(np.linalg.matrix_rank(problem.W_true)),
+        "depth": model.depth, "widths": list(model.dims(problem.shape)[1:-1]), "init": init.describe(), "alpha": alpha,
+        "residual": result.residual, "relative_error": problem.relative_error(W) if finite else None,
+        "nuclear_norm_error": problem.relative_error(W_nuc) if W_nuc is not None else None,
+        "frobenius_error": problem.relative_error(min_frobenius(problem)),
+        "dist_nuclear_norm": _relative_distance(W, W_nuc) if finite and W_nuc is not None else None,
+        "nuclear_norm_s": nuc_seconds, "nuclear_norm_message": nuc_message,
+        "effective_rank": result.effective_rank, "singular_values": [float(v) for v in singular_values],
+        "balancedness_defect": result.balancedness_defect, "balancedness_drift": result.balancedness_drift,
+        "grad_evals": result.grad_evals, "steps": result.steps, "t": result.t, "step": result.step,
+        "suggested_step": result.suggested_step, "wall_s": result.wall_s,
+        "W": W.tolist() if finite else None,
+    }
 
 
 WN_TABLE_KEYS = [
