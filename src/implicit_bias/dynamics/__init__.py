@@ -13,7 +13,8 @@ from ..problems import MatrixRecovery, SparseRecovery
 from .base import SGD, Dynamics, GradientDescent, GradientFlow, Path, Result, Stop
 from .descent import descend
 from .exponential import integrate_mirror
-from .flow import FactorSystem, MirrorSystem, integrate
+from .flow import FactorSystem, integrate
+from .rosenbrock import integrate_rosenbrock
 from .matrix import MatrixPath, MatrixResult, ProductFlow, simulate_matrix
 
 __all__ = [
@@ -74,25 +75,29 @@ def simulate(
         if space == "mirror":
             if not model.identical(factors0):
                 raise UnsupportedError("GradientFlow(space='mirror') needs identical factors; use space='factor'.")
-            system = MirrorSystem(B, y, model.depth, factors0[0] ** model.depth)
+            z, status, message, t, steps, evals, matvecs, saved = integrate_rosenbrock(
+                B, y, model.depth, factors0[0] ** model.depth, stop=stop, rtol=dynamics.tolerance(space),
+                save_at=save_at, clock=clock,
+            )
+            method = "flow[mirror]"
+            if status == "failed":
+                # Safety net: continue from the last accepted state with the exponential integrator.
+                z, status, fallback_message, t, more_steps, evals, more_matvecs, more_saved = integrate_mirror(
+                    B, y, model.depth, z, stop=stop, rtol=dynamics.tolerance(space) * 10,
+                    save_at=save_at, clock=clock, t0=t, evals0=evals,
+                )
+                message = f"{message}; continued with the exponential integrator: {fallback_message}"
+                steps, matvecs, saved = steps + more_steps, matvecs + more_matvecs, saved + more_saved
+                method = "flow[mirror+exponential]"
+            factors = np.tile(z if model.depth == 1 else z ** (1.0 / model.depth), (model.depth, 1))
         else:
             system = FactorSystem(B, y, factors0)
-        state, status, message, t, steps, evals, matvecs, saved = integrate(
-            system, B=B, y=y, stop=stop, rtol=dynamics.tolerance(space), atol=dynamics.atol, save_at=save_at, clock=clock
-        )
-        factors = system.factors(state)
-        method = f"flow[{space}]"
-        if space == "mirror" and status == "failed":
-            # BDF's Newton iterations can fail in the sharp escapes of N >= 3; continue from the
-            # last accepted state with the exponential integrator, which cannot leave the domain.
-            z, status, fallback_message, t, more_steps, evals, more_matvecs, more_saved = integrate_mirror(
-                B, y, model.depth, system.z(state), stop=stop, rtol=dynamics.tolerance(space) * 10,
-                save_at=save_at, clock=clock, t0=t, evals0=evals,
+            state, status, message, t, steps, evals, matvecs, saved = integrate(
+                system, B=B, y=y, stop=stop, rtol=dynamics.tolerance(space), atol=dynamics.atol, save_at=save_at,
+                clock=clock,
             )
-            message = f"{message}; continued with the exponential integrator: {fallback_message}"
-            steps, matvecs, saved = steps + more_steps, matvecs + more_matvecs, saved + more_saved
-            factors = np.tile(z if model.depth == 1 else z ** (1.0 / model.depth), (model.depth, 1))
-            method = "flow[mirror+exponential]"
+            factors = system.factors(state)
+            method = "flow[factor]"
     else:
         batch = dynamics.batch if isinstance(dynamics, SGD) else None
         if batch is not None and batch > problem.m:
