@@ -110,12 +110,12 @@ class RotatedOperator:
         self.col_norm2 = np.einsum("ij,ij->j", A, A)
         self.exact = np.zeros(0, dtype=int)
         if exact is None or len(exact) == 0:
-            self.A, self.y = A, y
+            self.A, self.y = np.asfortranarray(A), y  # column-major: Gram columns are gathered
             return
         Q, R, perm = scipy.linalg.qr(A[:, exact], pivoting=True, mode="full", check_finite=False)
         diag = np.abs(np.diag(R))
         rank = int(np.sum(diag > 1e-10 * diag[0])) if diag.size else 0
-        self.A = Q.T @ A
+        self.A = np.asfortranarray(Q.T @ A)
         self.y = Q.T @ y
         self.exact = np.sort(exact[perm[:rank]])
         self.A[rank:, self.exact] = 0.0
@@ -135,13 +135,19 @@ class RotatedOperator:
 
     def gram(self, d: np.ndarray, scale: float) -> np.ndarray:
         """Lower triangle of ``B diag(d) B^T`` without the columns whose total weight
-        ``scale * Σ d_j |b_j|^2`` stays below ``GRAM_DROP`` (``scale = hγ / rtol``)."""
+        ``scale * Σ d_j |b_j|^2`` stays below ``GRAM_DROP`` (``scale = hγ / rtol``) or whose
+        own weight is below ``1e-20`` of the largest."""
         d = self.base(d)
         weight = d * self.col_norm2
         order = np.argsort(weight)
         dropped = np.searchsorted(np.cumsum(weight[order]) * scale, GRAM_DROP, side="right")
+        # and below rounding of the largest (n * 1e-20 << eps): products of near-underflow
+        # weights would run in slow subnormal arithmetic
+        dropped = max(dropped, np.searchsorted(weight[order], 1e-20 * weight[order[-1]]))
         keep = np.sort(order[dropped:])
-        C = self.A[:, keep] * np.sqrt(d[keep])
+        if keep.size == 0:
+            return np.zeros((self.m, self.m), order="F")
+        C = (self.A if keep.size == self.n else self.A[:, keep]) * np.sqrt(d[keep])  # Fortran order
         return dsyrk(1.0, C, lower=1)
 
 
@@ -161,9 +167,17 @@ class RodasMirrorFlow:
         self._h_acc = self._err_acc = None  # Gustafsson's predictive controller
 
     def weights(self, z: np.ndarray) -> np.ndarray | float:
-        """``d log z / dφ = (dz/dφ)/z = N z^(1-2/N)`` (depth 1: ``1/max(1, max|z|)``)."""
+        """Error weights of ``δφ``: the relative error in ``φ`` that sets escape times.
+
+        ``N >= 3``: ``(dz/dφ)/z = N z^(1-2/N) = N / ((N-2)|φ|)``, i.e. ``log z`` to ``rtol``;
+        ``N = 2``: ``1/max(|φ|, 1/2)`` with ``φ = log(z)/2``, i.e. ``log z`` to ``rtol`` near
+        ``z = 1`` and to ``rtol |log z|`` for small coordinates (their escape time ``∝ |φ|``);
+        ``N = 1``: ``1/max(1, max|z|)``.
+        """
         if self.depth == 1:
             return 1.0 / max(1.0, float(np.max(np.abs(z))))
+        if self.depth == 2:
+            return 2.0 / np.maximum(np.abs(np.log(z)), 1.0)
         return self.depth * z ** (1.0 - 2.0 / self.depth)
 
     def first_step(self) -> float:
