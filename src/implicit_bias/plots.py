@@ -440,7 +440,9 @@ def plot_matrix_recovery(data, path, *, title: str | None = None, figsize=(10.0,
     ax.axvline(data["dof"], color="grey", linestyle=":", label=f"degrees of freedom $r(n_1+n_2-r)$ = {data['dof']}")
     ax.set_yscale("log")
     ax.set_xlabel("number of Gaussian measurements m")
-    ax.set_ylabel(r"relative error $\|W - W^\star\|_F / \|W^\star\|_F$ (median, band = min-max over seeds)")
+    seeds = np.atleast_2d(np.asarray(data["curves"][0]["error"])).shape[1]
+    ax.set_ylabel(r"relative error $\|W - W^\star\|_F / \|W^\star\|_F$"
+                  + (f"\n(median, band = min-max over {seeds} seeds)" if seeds > 1 else ""))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     if title:
@@ -491,7 +493,7 @@ def plot_completion_vs_scale(data, path, *, title: str | None = None, figsize=(1
             ax.loglog(scale, _positive(curve["error"]), "-o", color=depth_color(curve["depth"]),
                       label=f"depth {curve['depth']} (simulated)")
         ax.axhline(panel["nuclear"], color="black", linestyle="--", label="nuclear-norm minimisation (SCS)")
-        ax.set_xlabel("initialisation scale: RMS of the entries of $W(0)$")
+        ax.set_xlabel(r"initial scale $\|W(0)\|_2 = \alpha^N$  ($W(0) = \alpha^N I$)")
         ax.set_title(f"{panel['count']} observed entries", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel(r"relative error $\|W - W^\star\|_F / \|W^\star\|_F$")

@@ -32,11 +32,12 @@ from .limits import predict_limit
 from .models import Hadamard, Init
 from .problems import gaussian_sparse
 from .references import min_l1, min_weighted_l1
+from .matrix_report import MatrixReproConfig, matrix_markdown, matrix_sections
 from .experiments.reproduction import PhaseConfig, flow_sample_spec, phase_specs, success_grid
 from .theory import donoho_tanner_rho
 from .theory import bound_holds, epsilon_bound, weighted_epsilon_bound, weights_general_init
 
-__all__ = ["ReproConfig", "WNReproConfig", "reproduce_all", "weight_norm_section", "write_html"]
+__all__ = ["MatrixReproConfig", "ReproConfig", "WNReproConfig", "reproduce_all", "weight_norm_section", "write_html"]
 
 FIGURES = {
     "a": "a_trajectories.png",
@@ -470,7 +471,8 @@ def _checks(b_rows, c_rows, d_rows) -> dict:
 
 def reproduce_all(out_dir, *, quick: bool = True, echo: Callable[[str], None] = print,
                   config: ReproConfig | None = None, phase: "PhaseConfig | None" = None, workers: int = 1,
-                  scheduler: str | None = None, weight_norm: "WNReproConfig | None" = None) -> list[Path]:
+                  scheduler: str | None = None, weight_norm: "WNReproConfig | None" = None,
+                  matrix: "MatrixReproConfig | None" = None) -> list[Path]:
     """Compute figures (a)-(d) of SPEC §A, write them and a summary into ``out_dir``; return the paths.
 
     ``quick`` selects :meth:`ReproConfig.quick` (n=100, about a minute) or :meth:`ReproConfig.full`
@@ -481,6 +483,10 @@ def reproduce_all(out_dir, *, quick: bool = True, echo: Callable[[str], None] = 
     ``weight_norm`` (default: :meth:`WNReproConfig.quick`/``full()`` matching ``quick`` when
     ``config`` is None; skipped for a custom ``config`` unless ``weight_norm`` is given). Its
     PNG is returned after ``report.html``.
+
+    Sections (g)-(j), deep matrix factorisation (SPEC C, :mod:`implicit_bias.matrix_report`), follow
+    with ``matrix`` (default: ``MatrixReproConfig.quick()``/``full()`` when ``config`` is None;
+    skipped for a custom ``config`` unless given); their PNGs are returned last.
     """
     from threadpoolctl import threadpool_limits
 
@@ -567,15 +573,25 @@ def reproduce_all(out_dir, *, quick: bool = True, echo: Callable[[str], None] = 
         with threadpool_limits(limits=1):
             f_path, f_section = weight_norm_section(wn_cfg, out, cfg.dpi, echo)
         summary["figures"]["f_weight_norm"] = f_section
+    matrix_cfg = matrix if matrix is not None else (
+        None if config is not None else (MatrixReproConfig.quick() if quick else MatrixReproConfig.full()))
+    matrix_paths = []
+    if matrix_cfg is not None:
+        with threadpool_limits(limits=1):
+            matrix_paths, matrix_summary = matrix_sections(matrix_cfg, out, cfg.dpi, echo)
+        summary["figures"].update(matrix_summary)
+        summary["matrix_config"] = asdict(matrix_cfg)
     summary["wall_s"] = time.perf_counter() - started
     json_path = out / "summary.json"
     json_path.write_text(json.dumps(_jsonable(summary), indent=1, allow_nan=False) + "\n")
     md_path = out / "summary.md"
     md_path.write_text(_markdown(summary) + ("\n" + _weight_norm_markdown(summary["figures"]["f_weight_norm"])
-                                             if f_path is not None else ""))
+                                             if f_path is not None else "")
+                       + ("\n" + matrix_markdown(summary["figures"], _md_table) if matrix_paths else ""))
     paths += [json_path, md_path, write_html(summary, out)]
     if f_path is not None:
         paths.append(f_path)
+    paths += matrix_paths
     checks = summary["checks"]
     echo(f"reproduce: {checks['bounds_hold']}/{checks['bounds_applicable']} applicable bounds hold; "
          f"gaps monotone in alpha: {checks['gaps_monotone']}; total {summary['wall_s']:.1f}s")
