@@ -53,7 +53,7 @@ def test_json_contract(method):
     assert record["nuclear_norm_error"] <= 1e-6
     assert record["depth"] == 2 and record["alpha"] == 0.3 and record["grad_evals"] >= 1
     if record["status"] == "converged":
-        assert record["residual"] <= 1e-6
+        assert record["residual"] <= 1e-5  # the default --tol
     if method == "product":
         assert record["method"] == "product_flow"
 

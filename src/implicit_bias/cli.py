@@ -190,7 +190,7 @@ def _relative_distance(a, b) -> float:
 @click.option("--alpha", type=float, default=1e-2, show_default=True, help="factor-level initial scale (SPEC C.12)")
 @click.option("--init", "init_kind", type=click.Choice(["balanced", "gaussian"]), default="balanced", show_default=True,
               help="balanced W_j = alpha*I (C.12), or Gaussian factors whose product has the balanced product's norm")
-@descent_options(MATRIX_METHOD_CHOICE, 1e-6, 100_000,
+@descent_options(MATRIX_METHOD_CHOICE, 1e-5, 100_000,
                  "factor flow, GD, SGD, or the product flow dW/dt = -A_W(grad L) (C.5; balanced init only)")
 @click.option("--max-wall", type=float, default=float("inf"), help="wall-clock budget in seconds")
 @click.option("--problem", "problem_file", type=click.Path(exists=True, dir_okay=False), default=None,
