@@ -244,3 +244,31 @@ def test_first_plateau_follows_its_closed_form(N, alpha):
     bound = 2 * p * (N - 2) * (np.abs(A.T @ A) @ integral.T).T / (c - np.outer(times, k))
     # integration: rtol = 1e-6 per step in log z, and the drift is linear in time (measured 2e-8)
     assert np.all(np.abs(np.log(result.path.x / closed)) <= bound + 1e-6)
+
+
+@pytest.mark.parametrize("name", ["rodas4", "rodas5p"])
+def test_rosenbrock_tableaus_reach_their_order(name):
+    """One step of the mirror-space Rosenbrock method against an explicit DOP853 solution of
+    phi' = -B^T (B z(phi) - y) at tolerance 1e-13: the local error is O(h^(p+1)), p = 4 or 5,
+    and the embedded estimate is O(h^(q+1)) or smaller, q = p - 1 (checks the coefficients)."""
+    from scipy.integrate import solve_ivp
+
+    from implicit_bias.dynamics.rosenbrock import RODAS4, RODAS5P, RodasMirrorFlow
+    from implicit_bias.mirror import MirrorMap
+
+    tableau, order = {"rodas4": (RODAS4, 4), "rodas5p": (RODAS5P, 5)}[name]
+    problem = gaussian_sparse(20, 8, 2, seed=12)
+    N, mirror = 3, MirrorMap(3)
+    B, z0 = Hadamard(N).lift(problem.A), np.full(20, 0.3 ** 3)
+    hs = np.array([0.4, 0.2, 0.1, 0.05])  # local errors 1e-6 .. 1e-11: above the reference's 1e-13
+    errors, estimates = [], []
+    for h in hs:
+        flow = RodasMirrorFlow(B, problem.y, N, z0, rtol=1e-12, tableau=tableau)
+        estimate, (phi, _, _) = flow.attempt(h)
+        exact = solve_ivp(lambda t, p: -B.rmatvec(B.matvec(mirror.z(p)) - problem.y), (0, h), mirror.phi(z0),
+                          method="DOP853", rtol=1e-13, atol=1e-15).y[:, -1]
+        errors.append(np.max(np.abs(phi - exact)))
+        estimates.append(estimate)
+    slope = np.polyfit(np.log(hs), np.log(errors), 1)[0]
+    assert order + 1 - 0.5 <= slope <= order + 1 + 0.7, slope  # measured 5.3 and 6.1
+    assert np.polyfit(np.log(hs), np.log(estimates), 1)[0] >= order - 0.5
