@@ -117,14 +117,28 @@ def factor_gradients(factors, grad_W) -> tuple[np.ndarray, ...]:
     G = as_finite_array(grad_W, "grad_W", 2)
     if G.shape != (d_y, d_x):
         raise InvalidProblemError(f"grad_W must have the product's shape {(d_y, d_x)}; got shape {G.shape}.")
-    below = [np.eye(d_x)]  # below[j] = W_j ... W_1
-    for Wj in mats:
-        below.append(Wj @ below[-1])
-    above = [np.eye(d_y)]  # above[i] = W_N ... W_{N-i+1}
-    for Wj in reversed(mats):
-        above.append(above[-1] @ Wj)
+    return chain_gradients(mats, G, partial_products(mats))
+
+
+def partial_products(mats) -> list[np.ndarray]:
+    """``[W_1, W_2 W_1, ..., W_N ... W_1]`` for validated factors (no checks: the inner loop of GD and flows)."""
+    out = [mats[0]]
+    for Wj in mats[1:]:
+        out.append(Wj @ out[-1])
+    return out
+
+
+def chain_gradients(mats, G: np.ndarray, below: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The factor gradients (C.1) from ``below = partial_products(mats)``, top down: ``T_N = G``,
+    ``grad_j = T_j (W_{j-1}...W_1)^T``, ``T_{j-1} = W_j^T T_j``; two products per factor, no identities."""
     N = len(mats)
-    return tuple(above[N - 1 - j].T @ G @ below[j].T for j in range(N))
+    grads = [None] * N
+    T = G
+    for j in range(N - 1, -1, -1):
+        grads[j] = T if j == 0 else T @ below[j - 1].T
+        if j:
+            T = mats[j].T @ T
+    return tuple(grads)
 
 
 def balancedness_defect(factors) -> float:
@@ -212,11 +226,15 @@ def product_eigenvalues(W, depth: int, rank: int | None = None):
     return U, _lambda(s_rows[:, None] ** 2, s_cols[None, :] ** 2, N), V
 
 
-def product_operator_spectral(W, depth: int, Z) -> np.ndarray:
-    """``A_W(Z) = U (lam * (U^T Z V)) V^T`` with ``lam_ij`` of SPEC (C.6)."""
+def product_operator_spectral(W, depth: int, Z, rank: int | None = None) -> np.ndarray:
+    """``A_W(Z) = U (lam * (U^T Z V)) V^T`` with ``lam_ij`` of SPEC (C.6).
+
+    ``rank``: singular values past it are taken as exactly 0 (default: the numerical rank), so
+    that ``A_W`` is that of the rank-``rank`` manifold ``M_k`` on which the flow stays (C.9).
+    """
     W = as_finite_array(W, "W", 2)
     Z = _check_like(Z, W, "Z")
-    U, lam, V = product_eigenvalues(W, depth)
+    U, lam, V = product_eigenvalues(W, depth, rank)
     return U @ (lam * (U.T @ Z @ V)) @ V.T
 
 
