@@ -32,7 +32,7 @@ from ..errors import ImplicitBiasError, InvalidParameterError, UnsupportedError
 from ..models.deep_factorization import DeepFactorization, MatrixInit
 from ..problems import MatrixRecovery
 from .base import SGD, GradientDescent, GradientFlow, Status, Stop, _require
-from .descent import _DIVERGENCE_FACTOR
+from .descent import descent_loop
 
 BALANCED_TOL = 1e-8  # largest balancedness defect (C.3) that ProductFlow accepts
 PATH_W_LIMIT = 5_000_000  # the path keeps W itself while d_y * d_x * len(t) stays below this
@@ -435,61 +435,32 @@ def _product_flow(problem, model, W0, dynamics: ProductFlow, stop, save_at, cloc
 def _descend(problem, model, factors, *, step_at, stop, save_at, clock, recorder, batch=None, rng=None):
     """Factor GD (``batch=None``, SPEC D.1) or SGD with ``batch`` measurements per step (SPEC D.2).
 
-    The full residual is checked every step for GD (it comes with the gradient) and every epoch
-    (``m // batch`` steps) for SGD, where it counts half a gradient evaluation.
     Returns ``(factors, status, message, t, steps, grad_evals)``.
     """
-    times, every_step = _save_schedule(save_at)
-    save_steps = None if times is None else set(int(k) for k in times)
-    op, y, m = problem.operator, problem.y, problem.m
-    ynorm = np.linalg.norm(y)
+    op, y = problem.operator, problem.y
     maps = _batch_maps(op) if batch is not None else None
-    check_every = 1 if batch is None else max(1, m // batch)
-    t, evals, k = 0.0, 0.0, 0
-    status, message = "budget_exhausted", ""
-    factors = list(factors)
-    residual = np.inf
-    r = None
-    while True:
-        with np.errstate(over="ignore", invalid="ignore"):
-            below = mt.partial_products(factors) if _finite(factors) else None
-            W = None if below is None else below[-1]
-        finite = W is not None and bool(np.all(np.isfinite(W)))
-        if finite and ((save_steps is not None and k in save_steps) or every_step):
-            recorder.add(t, W)
-        if not finite:
-            status, message = "diverged", f"non-finite factors at step {k} (step size too large)"
-            break
-        if k % check_every == 0 or batch is None:
-            r = op.apply(W) - y
-            residual = np.linalg.norm(r) / ynorm
-            evals += 0.5 if batch is not None else 0.0
-            if not np.isfinite(residual) or residual > _DIVERGENCE_FACTOR:
-                status, message = "diverged", f"residual {residual:.3g} at step {k} (step size too large)"
-                break
-            if residual <= stop.tol:
-                status, message = "converged", f"relative residual {residual:.2e} <= tol {stop.tol:g}"
-                break
-        spent = stop.exhausted(evals, t, clock(), residual)
-        if spent:
-            message = spent
-            break
-        eta = step_at(k)
-        if not (np.isfinite(eta) and eta > 0):
-            status, message = "failed", f"the step schedule returned {eta!r} at step {k}; steps must be positive floats"
-            break
-        if batch is None:
-            G = op.adjoint(r)
-            evals += 1
-        else:
-            G = minibatch_gradient(problem, W, rng.choice(m, size=batch, replace=False), maps)
-            evals += batch / m
-        with np.errstate(over="ignore", invalid="ignore"):
-            grads = mt.chain_gradients(factors, G, below)
-            factors = [Wj - eta * gj for Wj, gj in zip(factors, grads)]
-        t += eta
-        k += 1
-    return tuple(factors), status, message, t, k, int(np.ceil(evals))
+
+    def forward(factors):
+        below = mt.partial_products(factors) if _finite(factors) else None
+        return below if below is not None and np.all(np.isfinite(below[-1])) else None
+
+    def update(factors, below, G, eta):
+        return [Wj - eta * gj for Wj, gj in zip(factors, mt.chain_gradients(factors, G, below))]
+
+    factors, status, message, t, k, evals, _ = descent_loop(
+        list(factors), forward=forward, residual=lambda below: op.apply(below[-1]) - y,
+        gradient=lambda below, r: op.adjoint(r),
+        minibatch=lambda below, rows: minibatch_gradient(problem, below[-1], rows, maps), update=update,
+        m=problem.m, ynorm=float(np.linalg.norm(y)), step_at=step_at, stop=stop, clock=clock,
+        save=lambda t, below: recorder.add(t, below[-1]), save_at=_check_save_at(save_at), batch=batch, rng=rng,
+    )
+    return tuple(factors), status, message, t, k, evals
+
+
+def _check_save_at(save_at):
+    """``save_at`` validated by :func:`_save_schedule` (GD reads it as iteration numbers)."""
+    times, every_step = _save_schedule(save_at)
+    return "steps" if every_step else (None if times is None else times)
 
 
 # ---------------------------------------------------------------------------------------------

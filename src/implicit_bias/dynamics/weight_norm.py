@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..models.weight_norm import pulled_gradient
-from .descent import _DIVERGENCE_FACTOR, minibatch_gradient
+from .descent import descent_loop, minibatch_gradient
 
 WN_ATOL = 1e-100  # absolute tolerance of the (r, v) flow: coordinates of w above ~1e3 * WN_ATOL are resolved
 
@@ -105,58 +105,31 @@ def wn_descend(B, y, depth, eta_r, r0, v0, *, step_at, stop, save_at, clock, bat
 
     Returns ``(r, v, status, message, t, steps, grad_evals, matvecs, saved)``.
     """
-    m = B.m
-    ynorm = np.linalg.norm(y)
-    check_every = 1 if batch is None else max(1, m // batch)
     saved: list[tuple[float, np.ndarray]] = []
-    save_steps = None if save_at is None or isinstance(save_at, str) else set(int(k) for k in save_at)
-    r, v = float(r0), v0.copy()
-    t, evals, matvecs, k = 0.0, 0.0, 0, 0
-    status, message = "budget_exhausted", ""
-    residual = np.inf
-    with np.errstate(over="ignore", invalid="ignore"):
-        while True:
-            nu = np.linalg.norm(v)
-            if not (np.isfinite(r) and np.isfinite(nu) and nu > 0):
-                status, message = "diverged", f"non-finite (r, v) at step {k} (step size too large)"
-                break
-            vbar = v / nu
-            w = r * vbar
-            z = w ** depth
-            if (save_steps is not None and k in save_steps) or (isinstance(save_at, str) and save_at == "steps"):
-                saved.append((t, z.copy()))
-            if k % check_every == 0 or batch is None:
-                res = B.matvec(z) - y
-                residual = np.linalg.norm(res) / ynorm
-                matvecs += 1
-                evals += 0.5 if batch is not None else 0.0
-                if not np.isfinite(residual) or residual > _DIVERGENCE_FACTOR:
-                    status, message = "diverged", f"residual {residual:.3g} at step {k} (step size too large)"
-                    break
-                if residual <= stop.tol:
-                    status, message = "converged", f"relative residual {residual:.2e} <= tol {stop.tol:g}"
-                    break
-            spent = stop.exhausted(evals, t, clock(), residual)
-            if spent:
-                message = spent
-                break
-            eta = step_at(k)
-            if batch is None:
-                g = B.rmatvec(res)
-                evals += 1
-                matvecs += 1
-            else:
-                g = minibatch_gradient(B, y, z, rng.choice(m, size=batch, replace=False))
-                evals += batch / m
-                matvecs += 2 * batch / m
-            G = pulled_gradient(w, g, depth)
-            gr = float(G @ vbar)
-            grad_v = (r / nu) * (G - gr * vbar)
-            r = r - eta * eta_r * gr
-            v = v - eta * grad_v
-            t += eta
-            k += 1
-    return r, v, status, message, t, k, int(np.ceil(evals)), int(np.ceil(matvecs)), saved
+
+    def forward(state):
+        r, v = state
+        nu = np.linalg.norm(v)
+        if not (np.isfinite(r) and np.isfinite(nu) and nu > 0):
+            return None
+        vbar = v / nu
+        w = r * vbar
+        return w, vbar, nu, w ** depth
+
+    def update(state, snap, g, eta):
+        r, v = state
+        w, vbar, nu, _ = snap
+        G = pulled_gradient(w, g, depth)
+        gr = float(G @ vbar)
+        return r - eta * eta_r * gr, v - eta * (r / nu) * (G - gr * vbar)
+
+    (r, v), status, message, t, k, evals, matvecs = descent_loop(
+        (float(r0), v0.copy()), forward=forward, residual=lambda snap: B.matvec(snap[3]) - y,
+        gradient=lambda snap, res: B.rmatvec(res), minibatch=lambda snap, rows: minibatch_gradient(B, y, snap[3], rows),
+        update=update, m=B.m, ynorm=float(np.linalg.norm(y)), step_at=step_at, stop=stop, clock=clock,
+        save=lambda t, snap: saved.append((t, snap[3].copy())), save_at=save_at, batch=batch, rng=rng,
+    )
+    return r, v, status, message, t, k, evals, matvecs, saved
 
 
 def _slow_flow_note(model, r0: float, r: float) -> str:
