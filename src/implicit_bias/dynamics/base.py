@@ -19,12 +19,15 @@ def _require(condition: bool, name: str, allowed: str, got) -> None:
 
 @dataclass(frozen=True)
 class GradientFlow:
-    """Gradient flow in factor time (SPEC C1), integrated with an implicit adaptive BDF method.
+    """Gradient flow in factor time (SPEC C1), integrated by an adaptive stiff method.
 
-    ``space``: ``"mirror"`` integrates the reduced flow of identical factors as the
-    ``m``-dimensional dual flow ``λ' = B z(φ0 - B^T λ) - y`` (SPEC A.10, A.12); ``"factor"``
-    integrates every factor (SPEC A.2), as needed for non-identical factors; ``"auto"`` picks
-    mirror whenever the factors are identical.
+    ``space``: ``"mirror"`` integrates the reduced flow of identical factors, the mirror state
+    ``φ' = -B^T(B z(φ) - y)`` (SPEC A.10, A.12), by a Rosenbrock method (RODAS5P) with the exact
+    ``m x m`` Jacobian (:mod:`implicit_bias.dynamics.rosenbrock`); ``rtol`` bounds each
+    coordinate's relative error in ``φ`` per step (``atol`` is unused there). ``"factor"``
+    integrates every factor (SPEC A.2) with BDF, as needed for non-identical factors; ``"auto"``
+    picks mirror whenever the factors are identical. Deep matrix factorisations integrate their
+    factors with DOP853 (:mod:`implicit_bias.dynamics.matrix`).
     """
 
     space: Literal["auto", "mirror", "factor"] = "auto"
