@@ -7,7 +7,7 @@ same process on the same problems:
 
   (i)   plain fixed-step GD, written the way research scripts write it (a numpy loop on the
         shared factor ``w``, SPEC D.1), step ``eta = stable_step_size(A, x_pred, N, c=0.5)``;
-  (ii)  ``simulate(..., GradientFlow())`` to relative residual 1e-8 (mirror-space BDF);
+  (ii)  ``simulate(..., GradientFlow())`` to relative residual 1e-8 (mirror-space Rosenbrock, RODAS5P);
   (iii) ``predict_limit`` (dual Newton for the Bregman projection, SPEC A.1);
   (iv)  the HiGHS l1 linear program ``min_l1(A, y, nonneg=True)`` (the alpha -> 0 limit).
 
@@ -194,7 +194,7 @@ def run_flow(problem, row: Row, cap_s: float, errors: list[str]) -> None:
     row.flow_evals, row.flow_matvecs = res.grad_evals, res.matvecs
     row.flow_converged = res.status == "converged"
     row.flow_status = res.status if res.status == "converged" else f"{res.status} (res {res.residual:.1e})"
-    if res.method != "flow[mirror]":  # e.g. BDF failed and the exponential integrator took over
+    if res.method != "flow[mirror]":  # e.g. the Rosenbrock steps failed and the exponential integrator took over
         row.flow_status += f" [{res.method}]"
     if row.pred_x is not None and np.all(np.isfinite(res.x)):
         row.flow_dist = float(np.linalg.norm(res.x - row.pred_x) / np.linalg.norm(row.pred_x))
@@ -445,9 +445,10 @@ def main(argv=None) -> int:
         "`GD l1 dist` = ‖x_GD − x_pred‖₁/‖x_pred‖₁ at stop (nonzero even when converged: GD's limit differs from the "
         "flow's by O(eta), SPEC D.3(iii)).\n"
         f"- **flow**: `simulate(problem, Hadamard(N), GradientFlow(), init=alpha, stop=Stop(tol=1e-8, max_wall={args.flow_cap:g}, "
-        "max_evals=1e9))` (mirror-space BDF); evals = `Result.grad_evals` (right-hand-side evaluations); matvecs = "
-        "`Result.matvecs`, which also counts the m×m Jacobians (m matvecs each) that dominate the flow's wall time; "
-        "a status tagged `[flow[mirror+exponential]]` means BDF failed and the exponential integrator finished the run; "
+        "max_evals=1e9))` (mirror-space Rosenbrock RODAS5P, one m×m Gram and Cholesky per step); evals = `Result.grad_evals` "
+        "(right-hand-side evaluations); matvecs = `Result.matvecs`, which also counts the m×m Jacobians (m matvecs each) "
+        "that dominate the flow's wall time; a status tagged `[flow[mirror+exponential]]` means the Rosenbrock steps failed "
+        "and the exponential integrator finished the run; "
         "seconds measured around the call.\n"
         "- **predict**: `predict_limit(problem, Hadamard(N), Init.uniform(alpha))`; cost = `Limit.matvecs` "
         "(forming the m×m Newton matrix counts as m matvecs).\n"

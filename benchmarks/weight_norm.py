@@ -6,7 +6,7 @@ Target: a limit within relative l1 gap ``--gap`` (default 1e-3) of the l1 minimi
 
 1. Plain gradient flow needs a small initialisation for that gap: the script picks the largest
    alpha on a half-decade grid whose exact limit (the oracle, SPEC A.1) has gap <= target, then
-   times (a) plain flow (``simulate(..., GradientFlow())``, mirror-space BDF, the library's
+   times (a) plain flow (``simulate(..., GradientFlow())``, mirror-space Rosenbrock, the library's
    fastest path), and (b) plain factor GD at the safe step (SPEC D.3; the method the talk's
    "small initialisation makes computation slow" is about), both to relative residual ``--tol``.
 2. Weight normalisation at ``r0 = 1`` (``w(0) = 1/sqrt(n)``, i.e. plain alpha = 1/sqrt(n)):
