@@ -275,8 +275,8 @@ def main(argv=None) -> int:
         "then `grad_j = (W_N⋯W_{j+1})ᵀ G (W_{j−1}⋯W_1)ᵀ`.",
         "- **simulate GradientDescent**: `simulate(problem, DeepFactorization(N), GradientDescent(eta), ...)`.",
         "- **simulate GradientFlow (factors)**: the factor flow `dW_j/dt = −∇_{W_j} L` (adaptive DOP853).",
-        "- **simulate ProductFlow**: `dW/dt = −A_W(∇L(W))` (C.5) on W itself; one evaluation = one gradient plus "
-        "the fractional powers of `WWᵀ`, `WᵀW` (two `eigh`).",
+        "- **simulate ProductFlow**: `dW/dt = −A_W(∇L(W))` (C.5) on W itself (DOP853); one evaluation = one gradient "
+        "plus `A_W` in its spectral form (C.6: one SVD of W and four products).",
         "- **nuclear norm**: `min_nuclear_norm(problem)` (cvxpy + SCS, eps 1e-8), the convex reference.",
         "",
         "## Time per gradient evaluation (µs)",
