@@ -3,11 +3,16 @@
 The limit of the flow from ``z0`` is ``argmin {D_F(z, z0) : Bz = y, z >= 0}``. Its dual is the
 smooth convex ``m``-dimensional problem ``min_λ D(λ) = F*(φ0 - B^T λ) + ⟨y, λ⟩`` (see
 :mod:`implicit_bias.mirror`); the primal solution is ``z = (∇F)^{-1}(φ0 - B^T λ*)``.
-It is solved by damped Newton: the Hessian ``B diag(N z^(2-2/N)) B^T`` is regularised and
-factorised with a Cholesky that retries with more damping, each step changes ``log z`` by at most a
-trust radius (the flow escapes from ``alpha^N`` over many orders of magnitude), and Armijo
-backtracking on ``D`` guards descent. The mirror state ``φ`` is updated per coordinate, never
-recomputed as ``φ0 - B^T λ``, so that coordinates far from ``φ0`` keep their relative precision.
+It is solved by damped Newton on ``D``. The Hessian is ``A diag(w) A^T`` with per-column weights
+``w = N z^(2-2/N)`` (summed over the two halves of ``z`` for the signed model); the Newton system
+uses the shifted weights ``w + μ``, ``μ = 1e-19 max w`` (a Levenberg-Marquardt damping in the
+metric ``A A^T``), and is solved by :class:`_NewtonMatrix`: a Cholesky factorisation kept across
+Newton steps, a Woodbury correction for the few columns whose weight moved far from it, and a
+Chebyshev iteration for the rest, so that the ``m x m x n`` Gram matrix is formed only a few times
+per solve. Each step changes ``log z`` by at most a trust radius (the flow escapes from
+``alpha^N`` over many orders of magnitude), and Armijo backtracking on ``D`` guards descent. The
+mirror state ``φ`` is updated per coordinate, never recomputed as ``φ0 - B^T λ``, so that
+coordinates far from ``φ0`` keep their relative precision.
 """
 
 from __future__ import annotations
@@ -19,15 +24,20 @@ import numpy as np
 import scipy.linalg
 
 from ._blas import pinned_blas
-from .errors import InfeasibleProblemError, InvalidParameterError
+from .errors import InfeasibleProblemError, InvalidParameterError, SolverError
 from .mirror import MirrorMap
 from .models import Hadamard, Init
 from .problems import SparseRecovery
 
 _TRUST_LOG = 8.0  # max change of log z per Newton step (z moves by at most a factor e^8 ~ 3000)
 _ARMIJO = 1e-4
-_CHORD_RATIO = 0.25
 _STALL_ACCEPT = 1e-10  # a residual below this that stopped halving within 10 Newton steps is accepted
+_SHIFT = 1e-19  # Newton matrix A diag(w + μ) A^T with μ = _SHIFT * max(w): damping below rounding of the top weights
+_BAND = 2.0  # weights within a factor _BAND of the factorised ones are left to the Chebyshev iteration
+_FORCING = 1e-3  # relative accuracy of each Newton direction (preconditioned residual)
+_MAX_INNER = 20  # Chebyshev iterations per Newton step (each costs two products with A)
+_GRAM_FLOPS = 2e9
+_STRUCTURED = True  # above m^2 n flops the KKT check uses CGLS instead of the m x m Gram matrix
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,18 +78,23 @@ def predict_limit(
     else:
         z, lam, iterations, matvecs, status, message = _dual_newton(B, problem.y, z0, model.depth, tol, max_iter)
     residual = float(np.linalg.norm(B.matvec(z) - problem.y) / np.linalg.norm(problem.y))
-    kkt = range_residual(B, MirrorMap(model.depth), z, z0)
+    kkt = range_residual(B, MirrorMap(model.depth), z, z0, witness=None if lam is None else -lam)
     return Limit(
         x=model.x_from_z(z), z=z, status=status, residual=residual, kkt=kkt, iterations=iterations,
         matvecs=matvecs, wall_s=time.perf_counter() - start, message=message, dual=lam,
     )
 
 
-def range_residual(B, mirror: MirrorMap, z: np.ndarray, z0: np.ndarray) -> float:
+def range_residual(B, mirror: MirrorMap, z: np.ndarray, z0: np.ndarray, witness: np.ndarray | None = None) -> float:
     """``||(I - P_range(B^T)) (∇F(z) - ∇F(z0))|| / ||∇F(z) - ∇F(z0)||`` (SPEC A.3 check (i)).
 
-    Coordinates whose ``z`` underflowed to 0 or to a subnormal number (``∇F`` is -inf or has lost
-    its digits) are left out: the projection is onto the range of ``B^T`` restricted to the others.
+    Recomputed from ``z`` alone. Coordinates whose ``z`` underflowed to 0 or to a subnormal number
+    (``∇F`` is -inf or has lost its digits) are left out: the projection is onto the range of
+    ``B^T`` restricted to the others. Small problems solve the normal equations with the Gram
+    matrix. Above ``_GRAM_FLOPS`` the least-squares problem ``min_c ||v - B^T c||`` is solved by
+    CGLS started from ``witness`` (the solver's ``-λ``, for which ``v = -B^T λ`` in exact
+    arithmetic); the value returned is the explicitly recomputed ``||v - B^T c||`` of the best
+    ``c`` found, an upper bound of the projection residual, never an estimate below it.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         v = mirror.phi(z) - mirror.phi(z0)
@@ -89,8 +104,41 @@ def range_residual(B, mirror: MirrorMap, z: np.ndarray, z0: np.ndarray) -> float
     norm = np.linalg.norm(v)
     if norm == 0:
         return 0.0
-    coef = solve_psd(B.weighted_gram(keep), B.matvec(v))  # normal equations of min ||v - B_K^T c||
-    return float(np.linalg.norm((v - B.rmatvec(coef)) * keep) / norm)
+    if float(B.m) ** 2 * B.width <= _GRAM_FLOPS or witness is None:
+        coef = solve_psd(B.weighted_gram(keep), B.matvec(v))  # normal equations of min ||v - B_K^T c||
+        return float(np.linalg.norm((v - B.rmatvec(coef)) * keep) / norm)
+    return _cgls_range_residual(B, v, keep, np.asarray(witness, dtype=np.float64)) / norm
+
+
+def _cgls_range_residual(B, v: np.ndarray, keep: np.ndarray, coef: np.ndarray, max_iter: int = 40) -> float:
+    """``min ||keep ⊙ (v - B^T c)||`` over the CGLS iterates from ``coef`` (explicit residuals)."""
+
+    def residual(c):
+        return keep * (v - B.rmatvec(c))
+
+    s = residual(coef)
+    best = float(np.linalg.norm(s))
+    g = B.matvec(keep * s)
+    p, gamma = g, float(g @ g)
+    snorm = best
+    for _ in range(max_iter):
+        if gamma == 0:
+            break
+        q = keep * B.rmatvec(p)
+        qq = float(q @ q)
+        if not qq > 0:
+            break
+        step = gamma / qq
+        coef = coef + step * p
+        s = s - step * q
+        new_norm = float(np.linalg.norm(s))
+        if new_norm > (1 - 1e-3) * snorm:  # stagnated at the rounding level
+            break
+        snorm = new_norm
+        g = B.matvec(keep * s)
+        gamma_new = float(g @ g)
+        p, gamma = g + (gamma_new / gamma) * p, gamma_new
+    return min(best, float(np.linalg.norm(residual(coef))))
 
 
 def _project_affine(B, y: np.ndarray, z0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -104,6 +152,25 @@ def _project_affine(B, y: np.ndarray, z0: np.ndarray) -> tuple[np.ndarray, np.nd
             "Check the problem (rank of A, noise) or use m <= rank(A)."
         )
     return z, -lam
+
+
+def damped_cholesky(H: np.ndarray) -> np.ndarray | None:
+    """Lower Cholesky factor of ``H + τ I`` for a PSD, possibly numerically singular ``H``.
+
+    ``τ = 0`` first, then ``1e-14 · max diag(H)`` (about the rounding level of forming ``H``)
+    growing by 100 until it succeeds; ``None`` if twelve tries fail or ``H`` has no positive scale.
+    """
+    scale = float(np.max(np.diag(H)))
+    if not np.isfinite(scale) or scale <= 0:
+        return None
+    tau = 0.0
+    for _ in range(13):
+        try:
+            shifted = H if tau == 0 else H + tau * np.eye(H.shape[0])
+            return scipy.linalg.cholesky(shifted, lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            tau = 1e-14 * scale if tau == 0 else 100.0 * tau
+    return None
 
 
 def factorize_psd(H: np.ndarray):
@@ -131,6 +198,175 @@ def solve_psd(H: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     return factorize_psd(H)(rhs)
 
 
+def _gram_lower(A: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The lower triangle of ``A diag(weights) A^T`` (``weights >= 0``) by one symmetric rank-k update."""
+    return scipy.linalg.blas.dsyrk(1.0, A * np.sqrt(weights), lower=1)
+
+
+class _Factor:
+    """A Cholesky factor ``L`` of ``A diag(g) A^T`` (times ``scale``) with a cache of ``L^{-1} a_k``."""
+
+    def __init__(self, A: np.ndarray, L: np.ndarray):
+        self.A, self.L = A, L
+        self.cache = np.empty(A.shape, order="F")
+        self.have = np.zeros(A.shape[1], dtype=bool)
+
+    def columns(self, index: np.ndarray) -> np.ndarray:
+        new = index[~self.have[index]]
+        if new.size:
+            self.cache[:, new] = scipy.linalg.solve_triangular(self.L, self.A[:, new], lower=True, check_finite=False)
+            self.have[new] = True
+        return self.cache[:, index]
+
+    def solve_lower(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
+        return scipy.linalg.solve_triangular(self.L, r, lower=True, trans="T" if transpose else "N", check_finite=False)
+
+
+class _NewtonMatrix:
+    """Solves the dual Newton system ``A diag(w') A^T d = r``, ``w' = w + μ``, over many Newton steps.
+
+    The Hessian of the dual (SPEC A.4: ``B H(z)^{-1} B^T``) has per-column weights ``w`` that span
+    dozens of orders of magnitude and change every step, and forming it costs ``m^2 n``. Instead a
+    factorised base ``P0 = A diag(g) A^T`` is kept: either ``c A A^T`` (``c`` a scalar, from one
+    factorisation of ``A A^T``; exact while most weights sit at a common level, as at a uniform
+    initialisation and while the off-support weights lie below ``μ``) or the Gram matrix of the
+    weights at the last rebuild. Columns whose weight left ``[g/_BAND, _BAND g]`` enter exactly by a
+    Woodbury correction ``P = P0 + A_C diag(w'_C - g_C) A_C^T`` (a ``|C| x |C|`` system); for the
+    others ``w'/g`` lies in ``[lo, hi]``, so ``P^{-1} H`` has its spectrum in ``[lo, hi]`` (Loewner
+    order: ``P ⪰ A_{C'} diag(g) A_{C'}^T``) and a Chebyshev iteration removes that error at a rate
+    ``(√κ-1)/(√κ+1)`` without inner products with ``H`` (whose tiny eigenvalues are below the
+    rounding of its large ones). The base is rebuilt when more than ``cmax`` columns moved.
+
+    ``A^T d`` is returned with the Woodbury columns replaced by the exact identity
+    ``A_C^T d = c'/(w'_C - g_C)``: for a column of weight ``10^20`` times the rest ``A_C^T d`` is
+    tiny and computing it from ``d`` would return rounding noise.
+    """
+
+    def __init__(self, A: np.ndarray):
+        self.A = A
+        self.m, self.n = A.shape
+        self.cmax = max(8, min(600, self.m // 2))
+        self.gram0 = None  # A A^T (lower triangle) and its factor, built on first use
+        self.uniform = None
+        self.full, self.full_weights = None, None
+        self.matvecs = 0.0  # cost in products with A (an m x m x k rank-k update counts m k / (2n))
+        self.rebuilds = 0
+
+    # ----------------------------------------------------------------- bases
+    def _ensure_gram0(self) -> None:
+        if self.gram0 is None:
+            self.gram0 = _gram_lower(self.A, np.ones(self.n))
+            self.matvecs += self.m / 2
+            L = damped_cholesky(self.gram0)
+            if L is None:
+                raise SolverError("the Gram matrix A A^T has no positive diagonal: A is zero.")
+            self.uniform = _Factor(self.A, L)
+
+    def _rebuild(self, w: np.ndarray, mu: float) -> None:
+        """Factorise ``A diag(w + μ) A^T``; columns with ``w <= μ`` enter at weight ``μ`` through ``μ A A^T``."""
+        big = w > mu
+        self.rebuilds += 1
+        if self.gram0 is not None or big.sum() <= self.n // 2:
+            self._ensure_gram0()
+            G = _gram_lower(self.A[:, big], w[big]) + mu * self.gram0
+            weights = np.where(big, w + mu, mu)  # the others have w + μ in [μ, 2μ]: inside the band
+            self.matvecs += self.m * big.sum() / (2 * self.n)
+        else:
+            weights = w + mu
+            G = _gram_lower(self.A, weights)
+            self.matvecs += self.m / 2
+        L = damped_cholesky(G)
+        if L is None:
+            raise SolverError("the Newton matrix of the dual has no positive diagonal (all weights underflowed).")
+        self.full, self.full_weights = _Factor(self.A, L), weights
+
+    # ----------------------------------------------------------------- one Newton step
+    def prepare(self, w: np.ndarray) -> None:
+        """Set up the preconditioner ``P`` for the weights ``w`` of the current iterate."""
+        mu = _SHIFT * float(np.max(w))
+        wp = w + mu
+        level = float(np.median(wp))
+        outside_uniform = np.flatnonzero((wp > _BAND * level) | (wp < level / _BAND))
+        choice = ("uniform", outside_uniform)
+        if self.full is not None:
+            g = self.full_weights
+            outside_full = np.flatnonzero((wp > _BAND * g) | (wp < g / _BAND))
+            if outside_full.size <= outside_uniform.size:
+                choice = ("full", outside_full)
+        kind, C = choice
+        if C.size > self.cmax:
+            self._rebuild(w, mu)
+            kind, C = "full", C[:0]
+        if kind == "uniform":
+            self._ensure_gram0()
+            factor, scale, g = self.uniform, np.sqrt(level), np.full(self.n, level)
+        else:
+            factor, scale, g = self.full, 1.0, self.full_weights
+        self.factor, self.scale, self.C = factor, scale, C
+        self.excess = wp - g
+        self.excess[C] = 0.0
+        ratio = np.delete(wp / g, C)
+        self.lo = min(1.0, float(np.min(ratio))) if ratio.size else 1.0
+        self.hi = max(1.0, float(np.max(ratio))) if ratio.size else 1.0
+        if C.size:
+            self.W = wp[C] - g[C]
+            self.Y = factor.columns(C) / scale
+            M = self.Y.T @ self.Y
+            M[np.diag_indices_from(M)] += 1.0 / self.W
+            self.M = scipy.linalg.lu_factor(M, check_finite=False)
+            self.matvecs += C.size * (self.m + C.size) / self.n
+
+    def _precondition(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(P^{-1} r, A_C^T P^{-1} r)`` by Woodbury on the factorised base."""
+        s = self.factor.solve_lower(r) / self.scale
+        if self.C.size:
+            coef = scipy.linalg.lu_solve(self.M, self.Y.T @ s, check_finite=False)
+            s = s - self.Y @ coef
+            return self.factor.solve_lower(s, transpose=True) / self.scale, coef / self.W
+        return self.factor.solve_lower(s, transpose=True) / self.scale, np.zeros(0)
+
+    def solve(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(d, A^T d)`` with ``A diag(w') A^T d = r`` to relative accuracy ``_FORCING`` (preconditioned)."""
+        x, xc = self._precondition(r)
+        if self.hi - self.lo > _FORCING:
+            # Chebyshev iteration for (I + P^{-1} E) x = P^{-1} r, E = A diag(excess) A^T, spectrum in [lo, hi]
+            center, half = 0.5 * (self.hi + self.lo), 0.5 * (self.hi - self.lo)
+            sigma = center / half
+            bnorm = float(np.linalg.norm(x))
+            q, qc = self._precondition(self._excess_product(x))
+            res, resc = -q, -qc
+            rho = 1.0 / sigma
+            step, stepc = res / center, resc / center
+            for _ in range(_MAX_INNER):
+                if np.linalg.norm(res) <= _FORCING * bnorm:
+                    break
+                x, xc = x + step, xc + stepc
+                q, qc = self._precondition(self._excess_product(step))
+                res, resc = res - step - q, resc - stepc - qc
+                rho_next = 1.0 / (2.0 * sigma - rho)
+                step = rho_next * rho * step + (2.0 * rho_next / half) * res
+                stepc = rho_next * rho * stepc + (2.0 * rho_next / half) * resc
+                rho = rho_next
+        Atd = self.A.T @ x
+        self.matvecs += 1
+        if self.C.size and _STRUCTURED:
+            # x's component along range(A_C) is lost in the cancellation of the Woodbury formula
+            # (it is tiny next to the rest of x); restore it from the exact identity A_C^T x = xc,
+            # so that A^T x stays one consistent vector of range(A^T) (the KKT condition).
+            AC = self.A[:, self.C]
+            L = damped_cholesky(AC.T @ AC)  # damped: columns of A_C may repeat (the signed model's [A, -A])
+            if L is not None:
+                coef = scipy.linalg.cho_solve((L, True), xc - Atd[self.C], check_finite=False)
+                x = x + AC @ coef
+            Atd = self.A.T @ x
+            self.matvecs += 2 + self.C.size * (self.m + self.C.size) / (2 * self.n)
+        return x, Atd
+
+    def _excess_product(self, v: np.ndarray) -> np.ndarray:
+        self.matvecs += 2
+        return self.A @ (self.excess * (self.A.T @ v))
+
+
 def _dual_newton(B, y, z0, depth, tol, max_iter):
     mirror = MirrorMap(depth)
     phi = mirror.phi(z0)
@@ -142,7 +378,7 @@ def _dual_newton(B, y, z0, depth, tol, max_iter):
     status, message = "max_iter", f"Newton stopped after {max_iter} iterations"
     iterations = 0
     history: list[float] = []
-    solver, chord, grams = None, False, 0
+    newton = _NewtonMatrix(B.A)
     for iterations in range(1, max_iter + 1):
         rnorm = float(np.linalg.norm(r))
         if rnorm <= tol * ynorm:
@@ -157,23 +393,24 @@ def _dual_newton(B, y, z0, depth, tol, max_iter):
             message = f"Newton stalled at relative residual {rnorm / ynorm:.1e} after {iterations - 1} iterations (accepted)"
             iterations -= 1
             break
-        # Weights below 1e-20 of the largest add less than n * 1e-20 << 1e-14 (the damping of
-        # solve_psd) relative to the Hessian's scale: skip them (see LiftedOperator.weighted_gram).
-        if solver is None or not chord:
-            H = B.weighted_gram(mirror.dz_dphi(z), rel_cutoff=1e-20)
-            matvecs += B.m  # forming B D B^T costs as much as m products with B
-            solver = factorize_psd(H)
-            grams += 1
-        d = solver(r)  # Newton direction for λ: H d = -∇D = r (chord step: H from an earlier iterate)
-        delta = -B.rmatvec(d)  # φ moves by t·delta
-        matvecs += 1
-        slope = float(r @ d)  # -∇D·d > 0
-        if not np.isfinite(slope) or slope <= 0:
+        h = mirror.dz_dphi(z)
+        w = h[: B.n] + h[B.n :] if B.signed else h
+        d, Atd = None, None
+        if np.max(w) > 0 and np.all(np.isfinite(w)):
+            try:
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    newton.prepare(w)
+                    d, Atd = newton.solve(r)  # Newton direction for λ: H d = -∇D = r
+            except (SolverError, np.linalg.LinAlgError, ValueError):
+                d, Atd = None, None  # a diverging dual (no solution): steepest descent below
+        slope = float(r @ d) if d is not None else float("nan")
+        if not np.isfinite(slope) or slope <= 0 or not np.all(np.isfinite(Atd)):
             d, slope = r, float(r @ r)  # fall back to steepest descent
-            delta = -B.rmatvec(d)
+            Atd = B.A.T @ d
+            matvecs += 1
+        delta = np.concatenate([-Atd, Atd]) if B.signed else -Atd  # φ moves by t·delta = -t B^T d
         t = mirror.log_scale_limit(phi, delta, _TRUST_LOG)
         accepted = False
-        rnorm = np.linalg.norm(r)
         for _ in range(60):
             phi_new = phi + t * delta
             if mirror.in_domain(phi_new):
@@ -197,16 +434,16 @@ def _dual_newton(B, y, z0, depth, tol, max_iter):
         phi, z, lam = phi_new, z_new, lam + t * d
         r = B.matvec(z) - y
         matvecs += 1
-        # Keep the factorised Hessian (a chord step) while full steps still cut the residual by 4:
-        # in the endgame H hardly changes and forming it (m x m x n) is the whole cost.
-        chord = t == 1.0 and np.linalg.norm(r) <= _CHORD_RATIO * rnorm
         if depth >= 2 and np.max(np.abs(lam)) > 1e300:
             break
+    matvecs += int(round(newton.matvecs))
     if status != "converged":
         _raise_if_no_nonnegative_solution(B, y)
         if np.linalg.norm(r) <= max(tol, 1e-9) * ynorm:
             status = "converged"
             message += f" (residual {np.linalg.norm(r) / ynorm:.1e} accepted)"
+    if newton.rebuilds:
+        message += f"; {newton.rebuilds} Gram factorisations"
     return z, lam, iterations, matvecs, status, message
 
 
