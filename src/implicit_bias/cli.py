@@ -154,26 +154,6 @@ MATRIX_TABLE_KEYS = [
 SHOWN_SINGULAR_VALUES = 8  # the table shows the leading ones; --json gives all
 
 
-def _parse_widths(text: str | None) -> tuple[int, ...] | None:
-    """``"20,20"`` -> ``(20, 20)``; raises InvalidParameterError with the received text otherwise."""
-    from .errors import InvalidParameterError
-
-    if text is None:
-        return None
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise InvalidParameterError(
-            f"--widths must be a comma-separated list of depth-1 positive ints, e.g. --widths 20,20. Got {text!r}."
-        ) from None
-
-
-def _relative_distance(a, b) -> float:
-    import numpy as np
-
-    return float(np.linalg.norm(a - b) / max(float(np.linalg.norm(b)), 1e-300))
-
-
 @run.command("matrix")
 @click.option("--n1", type=click.IntRange(min=1), default=20, show_default=True, help="rows of the matrix")
 @click.option("--n2", type=click.IntRange(min=1), default=20, show_default=True, help="columns of the matrix")
@@ -199,35 +179,17 @@ def _relative_distance(a, b) -> float:
 def run_matrix(n1, n2, rank, m, measurement, condition, seed, depth, widths, alpha, init_kind, method, step, batch,
                tol, max_evals, max_wall, problem_file, as_json, debug):
     """Low-rank recovery with a deep matrix factorization W = W_N ... W_1 (SPEC C), vs nuclear norm."""
-    import numpy as np
-
-    from .dynamics import SGD, GradientDescent, GradientFlow, Stop, simulate
-    from .dynamics.matrix import ProductFlow
-    from .models import DeepFactorization, MatrixInit
-    from .problems import load_matrix_problem, matrix_completion, matrix_sensing
+    from .experiments.matrix import MatrixTrial, matrix_trial
+    from .problems import load_matrix_problem
 
     try:
-        model = DeepFactorization(depth, _parse_widths(widths))
-        if problem_file:
-            problem = load_matrix_problem(problem_file)
-        elif measurement == "gaussian":
-            problem = matrix_sensing(n1, n2, rank, m, condition=condition, seed=seed)
-        else:
-            problem = matrix_completion(n1, n2, rank, count=m, condition=condition, seed=seed)
-        init = MatrixInit.balanced(alpha)
-        if init_kind == "gaussian":
-            balanced = model.product(model.initial_factors(init, problem.shape))
-            init = MatrixInit.gaussian(float(np.sqrt(np.mean(balanced**2))), seed=seed)
-        dynamics = {
-            "flow": lambda: GradientFlow(),
-            "product": lambda: ProductFlow(),
-            "gd": lambda: GradientDescent(step=step),
-            "sgd": lambda: SGD(step=step, batch=batch, seed=seed),
-        }[method]()
-        result = simulate(problem, model, dynamics, init=init, stop=Stop(tol=tol, max_evals=max_evals, max_wall=max_wall))
+        trial = MatrixTrial(n1=n1, n2=n2, rank=rank, m=m, measurement=measurement, condition=condition, seed=seed,
+                            depth=depth, widths=widths, alpha=alpha, init=init_kind, method=method, step=step,
+                            batch=batch, tol=tol, max_evals=max_evals, max_wall=max_wall)
+        trial.model()  # bad widths fail before any work
+        record = matrix_trial(trial, load_matrix_problem(problem_file) if problem_file else None)
     except ImplicitBiasError as exc:
         _fail(str(exc), debug)
-    record = _matrix_record(problem, model, init, result, alpha)
     if not as_json:
         shown = record["singular_values"] or []
         record["singular_values"] = " ".join(f"{v:.3g}" for v in shown[:SHOWN_SINGULAR_VALUES]) + (
@@ -235,46 +197,6 @@ def run_matrix(n1, n2, rank, m, measurement, condition, seed, depth, widths, alp
         record["shape"] = "x".join(str(d) for d in record["shape"])
         record["widths"] = ",".join(str(d) for d in record["widths"])
     _print_record(record, as_json, MATRIX_TABLE_KEYS if not as_json else list(record))
-
-
-def _matrix_record(problem, model, init, result, alpha) -> dict:
-    """The JSON record of ``run matrix``: the simulation's end point against the references (SPEC C, E.1).
-
-    The nuclear-norm solve failing (SolverError) does not fail the run: its fields are null and
-    ``nuclear_norm_message`` says why.
-    """
-    import time
-
-    import numpy as np
-
-    from .errors import SolverError
-    from .references import min_frobenius, min_nuclear_norm
-
-    W = result.W
-    finite = bool(np.all(np.isfinite(W)))
-    started = time.perf_counter()
-    try:
-        W_nuc, nuc_message = min_nuclear_norm(problem), None
-    except SolverError as exc:
-        W_nuc, nuc_message = None, str(exc)
-    nuc_seconds = time.perf_counter() - started
-    singular_values = result.singular_values
-    return {
-        "status": result.status, "message": result.message, "method": result.method,
-        "measurement": problem.measurement, "shape": list(problem.shape), "m": problem.m,
-        "rank": None if problem.W_true is None else int(np.linalg.matrix_rank(problem.W_true)),
-        "depth": model.depth, "widths": list(model.dims(problem.shape)[1:-1]), "init": init.describe(), "alpha": alpha,
-        "residual": result.residual, "relative_error": problem.relative_error(W) if finite else None,
-        "nuclear_norm_error": problem.relative_error(W_nuc) if W_nuc is not None else None,
-        "frobenius_error": problem.relative_error(min_frobenius(problem)),
-        "dist_nuclear_norm": _relative_distance(W, W_nuc) if finite and W_nuc is not None else None,
-        "nuclear_norm_s": nuc_seconds, "nuclear_norm_message": nuc_message,
-        "effective_rank": result.effective_rank, "singular_values": [float(v) for v in singular_values],
-        "balancedness_defect": result.balancedness_defect, "balancedness_drift": result.balancedness_drift,
-        "grad_evals": result.grad_evals, "steps": result.steps, "t": result.t, "step": result.step,
-        "suggested_step": result.suggested_step, "wall_s": result.wall_s,
-        "W": W.tolist() if finite else None,
-    }
 
 
 WN_TABLE_KEYS = [

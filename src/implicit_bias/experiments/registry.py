@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import InvalidParameterError
+from .matrix import MatrixTrial, matrix_trial
 from .phase import PhaseTrial, phase_trial
 from .sparse import SparseTrial, WeightNormTrial, sparse_trial, weight_norm_trial
 
@@ -83,6 +84,12 @@ def _sparse(trial: SparseTrial) -> dict:
     return record
 
 
+def _matrix(trial: MatrixTrial) -> dict:
+    record = matrix_trial(trial)
+    record.pop("W", None)  # sweeps store metrics and spectra, not matrices
+    return record
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     "sparse": Experiment("sparse", SparseTrial, _sparse,
                          "one sparse-recovery trial of the core engine with every metric (l1 gap, bound, distances, cost)"),
@@ -91,6 +98,9 @@ EXPERIMENTS: dict[str, Experiment] = {
                               "rho (B.7), fitted effective scale, oracle (B.8), bound (B.9)"),
     "phase": Experiment("phase", PhaseTrial, phase_trial,
                         "recovery success of a method (flow limit, flow, l1, l2) on a random Gaussian problem"),
+    "matrix": Experiment("matrix", MatrixTrial, _matrix,
+                         "deep matrix factorisation (SPEC C) on Gaussian sensing or completion: error, effective "
+                         "rank, spectrum, balancedness, vs nuclear norm and min-Frobenius"),
 }
 
 
