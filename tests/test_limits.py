@@ -116,3 +116,49 @@ def test_large_problem_with_tiny_alpha(N):
     assert limit.status == "converged" and limit.residual <= 1e-10
     mirror = MirrorMap(N)
     assert np.all(np.isfinite(mirror.phi(limit.z)))
+
+
+def test_newton_matrix_solves_the_shifted_dual_newton_system():
+    """The kept factorisation + Woodbury + Chebyshev direction equals a dense solve of A diag(w + mu) A^T d = r."""
+    from implicit_bias.limits import _SHIFT, _NewtonMatrix
+
+    rng = np.random.default_rng(11)
+    A = rng.standard_normal((40, 160))
+    r = rng.standard_normal(40)
+    w1 = 10.0 ** rng.uniform(-8, 0, 160)
+    w2 = w1 * rng.uniform(0.6, 1.6, 160)  # inside the Chebyshev band of the base built from w1
+    w2[:5] *= 1e6  # five columns far outside it: the Woodbury correction
+    newton = _NewtonMatrix(A)
+    newton.prepare(w1)
+    newton.prepare(w2)
+    assert newton.C.size >= 5 and newton.rebuilds <= 1
+    d, Atd = newton.solve(r)
+    H = (A * (w2 + _SHIFT * w2.max())) @ A.T
+    exact = np.linalg.solve(H, r)
+    # the Chebyshev iteration stops at a preconditioned residual of 1e-3 and the spectrum of P^{-1}H
+    # lies in [0.6, 1.6]: the H-norm error is at most ~1e-3 * sqrt(1.6 / 0.6) < 1e-2
+    error = d - exact
+    assert np.sqrt(error @ H @ error) <= 1e-2 * np.sqrt(exact @ H @ exact)
+    assert np.allclose(Atd, A.T @ d, rtol=1e-10, atol=1e-10 * np.abs(Atd).max())  # one consistent A^T d
+
+
+@pytest.mark.parametrize("in_range", [True, False])
+def test_cgls_range_residual_matches_the_exact_projection(in_range):
+    """The CGLS KKT check (large problems) against the projection residual computed by lstsq."""
+    from implicit_bias.limits import _cgls_range_residual
+
+    rng = np.random.default_rng(12)
+    A = rng.standard_normal((30, 120))
+    B = Hadamard(2).lift(A)
+    c = rng.standard_normal(30)
+    v = A.T @ c + (0.0 if in_range else 1e-3) * rng.standard_normal(120)
+    keep = np.ones(120)
+    coef, *_ = np.linalg.lstsq(A.T, v, rcond=None)
+    exact = np.linalg.norm(v - A.T @ coef)
+    witness = c + 1e-6 * rng.standard_normal(30)  # a perturbed dual, as Newton would hand over
+    value = _cgls_range_residual(B, v, keep, witness)
+    # the value is an explicit residual, so never below the projection's (up to the rounding of
+    # forming v - A^T c, ~1e-15 ||v||); CGLS on A A^T (condition ~ 10 for a 30 x 120 Gaussian)
+    # reaches it to ~1e-12 of ||v|| within its 40 iterations
+    assert value >= exact - 1e-13 * np.linalg.norm(v)
+    assert value <= exact + 1e-12 * np.linalg.norm(v)

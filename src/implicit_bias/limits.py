@@ -118,11 +118,11 @@ def _cgls_range_residual(B, v: np.ndarray, keep: np.ndarray, coef: np.ndarray, m
 
     s = residual(coef)
     best = float(np.linalg.norm(s))
+    scale = float(np.linalg.norm(B.matvec(keep * v)))  # the normal-equation residual at c = 0
     g = B.matvec(keep * s)
     p, gamma = g, float(g @ g)
-    snorm = best
     for _ in range(max_iter):
-        if gamma == 0:
+        if not gamma > (1e-14 * scale) ** 2:  # normal equations solved to rounding level
             break
         q = keep * B.rmatvec(p)
         qq = float(q @ q)
@@ -131,10 +131,6 @@ def _cgls_range_residual(B, v: np.ndarray, keep: np.ndarray, coef: np.ndarray, m
         step = gamma / qq
         coef = coef + step * p
         s = s - step * q
-        new_norm = float(np.linalg.norm(s))
-        if new_norm > (1 - 1e-3) * snorm:  # stagnated at the rounding level
-            break
-        snorm = new_norm
         g = B.matvec(keep * s)
         gamma_new = float(g @ g)
         p, gamma = g + (gamma_new / gamma) * p, gamma_new
@@ -200,14 +196,15 @@ def solve_psd(H: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 
 def _gram_lower(A: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The lower triangle of ``A diag(weights) A^T`` (``weights >= 0``) by one symmetric rank-k update."""
-    return scipy.linalg.blas.dsyrk(1.0, A * np.sqrt(weights), lower=1)
+    scaled = A * np.sqrt(weights)
+    return scipy.linalg.blas.dsyrk(1.0, scaled.T, trans=1, lower=1)  # scaled.T is Fortran-ordered: no copy
 
 
 class _Factor:
     """A Cholesky factor ``L`` of ``A diag(g) A^T`` (times ``scale``) with a cache of ``L^{-1} a_k``."""
 
     def __init__(self, A: np.ndarray, L: np.ndarray):
-        self.A, self.L = A, L
+        self.A, self.L = A, np.asfortranarray(L)
         self.cache = np.empty(A.shape, order="F")
         self.have = np.zeros(A.shape[1], dtype=bool)
 
@@ -219,7 +216,7 @@ class _Factor:
         return self.cache[:, index]
 
     def solve_lower(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
-        return scipy.linalg.solve_triangular(self.L, r, lower=True, trans="T" if transpose else "N", check_finite=False)
+        return scipy.linalg.blas.dtrsv(self.L, r, lower=1, trans=1 if transpose else 0)
 
 
 class _NewtonMatrix:
