@@ -36,8 +36,7 @@ _SHIFT = 1e-19  # Newton matrix A diag(w + μ) A^T with μ = _SHIFT * max(w): da
 _BAND = 2.0  # weights within a factor _BAND of the factorised ones are left to the Chebyshev iteration
 _FORCING = 1e-3  # relative accuracy of each Newton direction (preconditioned residual)
 _MAX_INNER = 20  # Chebyshev iterations per Newton step (each costs two products with A)
-_GRAM_FLOPS = 2e9
-_STRUCTURED = True  # above m^2 n flops the KKT check uses CGLS instead of the m x m Gram matrix
+_GRAM_FLOPS = 2e9  # above m^2 n flops the KKT check uses CGLS instead of the m x m Gram matrix
 
 
 @dataclass(frozen=True, eq=False)
@@ -346,7 +345,7 @@ class _NewtonMatrix:
                 rho = rho_next
         Atd = self.A.T @ x
         self.matvecs += 1
-        if self.C.size and _STRUCTURED:
+        if self.C.size:
             # x's component along range(A_C) is lost in the cancellation of the Woodbury formula
             # (it is tiny next to the rest of x); restore it from the exact identity A_C^T x = xc,
             # so that A^T x stays one consistent vector of range(A^T) (the KKT condition).
