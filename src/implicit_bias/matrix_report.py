@@ -215,8 +215,8 @@ def matrix_sections(cfg: MatrixReproConfig, out, dpi: int, echo) -> tuple[list, 
         data, out / MATRIX_FIGURES["g"], dpi=dpi,
         title=(f"(g) Deep matrix factorisation $W = W_N\\cdots W_1$: recovery of a {meta['n']}x{meta['n']} rank-{meta['rank']} "
                f"matrix from m Gaussian measurements (SPEC C.13)\nSIMULATED factor flows from $W_j(0) = \\alpha I$, "
-               f"$\\|W(0)\\|_2 = \\alpha^N$ = {meta['scale']:g}, stopped at relative residual {cfg.tol:g} (the floor of the "
-               "deep curves); nuclear norm solved to SCS precision")))
+               f"$\\|W(0)\\|_2 = \\alpha^N$ = {meta['scale']:g},\nstopped at relative residual {cfg.tol:g} (the floor "
+               "of the deep curves); nuclear norm solved to SCS precision")))
     sections["g_matrix_sensing"] = dict(file=MATRIX_FIGURES["g"], data="simulated factor flow + nuclear norm (SCS)",
                                         meta=meta, rows=rows, wall_s=time.perf_counter() - t0)
     t0 = time.perf_counter()
