@@ -100,6 +100,14 @@ class Stop:
         _require(self.max_time > 0, "max_time", "a float in the range (0, inf]", self.max_time)
         _require(self.max_wall > 0, "max_wall", "a float in the range (0, inf]", self.max_wall)
 
+    def outcome(self, evals: float, t: float, wall: float, residual: float) -> tuple[str, str] | None:
+        """``("converged", why)`` at ``residual <= tol``, ``("budget_exhausted", why)`` when a budget is
+        spent, else None: the stopping test of every integrator and descent loop."""
+        if residual <= self.tol:
+            return "converged", f"relative residual {residual:.2e} <= tol {self.tol:g}"
+        spent = self.exhausted(evals, t, wall, residual)
+        return ("budget_exhausted", spent) if spent else None
+
     def exhausted(self, evals: float, t: float, wall: float, residual: float) -> str | None:
         """The message of the first budget that is spent, or None."""
         if evals >= self.max_evals:

@@ -70,12 +70,9 @@ def descent_loop(
                 if not np.isfinite(rel) or rel > _DIVERGENCE_FACTOR:
                     status, message = "diverged", f"residual {rel:.3g} at step {k} (step size too large)"
                     break
-                if rel <= stop.tol:
-                    status, message = "converged", f"relative residual {rel:.2e} <= tol {stop.tol:g}"
-                    break
-            spent = stop.exhausted(evals, t, clock(), rel)
-            if spent:
-                message = spent
+            ended = stop.outcome(evals, t, clock(), rel)
+            if ended:
+                status, message = ended
                 break
             eta = step_at(k)
             if not (np.isfinite(eta) and eta > 0):

@@ -150,12 +150,9 @@ def integrate_mirror(B, y, depth, z0, *, stop, rtol, save_at, clock, t0=0.0, eva
         if not np.isfinite(residual):
             status, message = "failed", f"non-finite residual at t={flow.t:.3g}"
             break
-        if residual <= stop.tol:
-            status, message = "converged", f"relative residual {residual:.2e} <= tol {stop.tol:g}"
-            break
-        spent = stop.exhausted(flow.evals, flow.t, clock(), residual)
-        if spent:
-            message = spent
+        ended = stop.outcome(flow.evals, flow.t, clock(), residual)
+        if ended:
+            status, message = ended
             break
         t_old = flow.t
         if np.isfinite(stop.max_time) and h is not None:

@@ -129,12 +129,9 @@ def integrate(system, *, B, y, stop, rtol, atol, save_at, clock):
         residual = np.linalg.norm(B.matvec(z) - y) / ynorm
         matvecs += 2
         evals_now = nfev + solver.nfev
-        if residual <= stop.tol:
-            status, message = "converged", f"relative residual {residual:.2e} <= tol {stop.tol:g}"
-            break
-        spent = stop.exhausted(evals_now, t_now, clock(), residual)
-        if spent:
-            message = spent
+        ended = stop.outcome(evals_now, t_now, clock(), residual)
+        if ended:
+            status, message = ended
             break
         if rebase or solver.step_size < 1e-9 * solver.t:
             nfev, njev = nfev + solver.nfev, njev + solver.njev

@@ -370,12 +370,9 @@ def _integrate(rhs, state0, to_W, *, problem, stop, rtol, atol, save_at, clock, 
         if every_step:
             recorder.add(solver.t, W)
         residual = np.linalg.norm(problem.operator.apply(W) - problem.y) / ynorm
-        if residual <= stop.tol:
-            status, message = "converged", f"relative residual {residual:.2e} <= tol {stop.tol:g}"
-            break
-        spent = stop.exhausted(solver.nfev, solver.t, clock(), residual)
-        if spent:
-            message = spent
+        ended = stop.outcome(solver.nfev, solver.t, clock(), residual)
+        if ended:
+            status, message = ended
             break
     return state, status, message, float(solver.t), steps, int(solver.nfev)
 

@@ -356,12 +356,9 @@ def integrate_rosenbrock(B, y, depth, z0, *, stop, rtol, save_at, clock, t0=0.0,
         if not np.isfinite(residual):
             status, message = "failed", f"non-finite residual at t={clock_t.value:.3g}"
             break
-        if residual <= stop.tol:
-            status, message = "converged", f"relative residual {residual:.2e} <= tol {stop.tol:g}"
-            break
-        spent = stop.exhausted(flow.evals, clock_t.value, clock(), residual)
-        if spent:
-            message = spent
+        ended = stop.outcome(flow.evals, clock_t.value, clock(), residual)
+        if ended:
+            status, message = ended
             break
         target = min(float(save_times[index]) if save_times is not None and index < len(save_times) else np.inf,
                      stop.max_time)
