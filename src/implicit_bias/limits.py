@@ -5,11 +5,12 @@ smooth convex ``m``-dimensional problem ``min_λ D(λ) = F*(φ0 - B^T λ) + ⟨y
 :mod:`implicit_bias.mirror`); the primal solution is ``z = (∇F)^{-1}(φ0 - B^T λ*)``.
 It is solved by damped Newton on ``D``. The Hessian is ``A diag(w) A^T`` with per-column weights
 ``w = N z^(2-2/N)`` (summed over the two halves of ``z`` for the signed model); the Newton system
-uses the shifted weights ``w + μ``, ``μ = 1e-19 max w`` (a Levenberg-Marquardt damping in the
-metric ``A A^T``), and is solved by :class:`_NewtonMatrix`: a Cholesky factorisation kept across
-Newton steps, a Woodbury correction for the few columns whose weight moved far from it, and a
-Chebyshev iteration for the rest, so that the ``m x m x n`` Gram matrix is formed only a few times
-per solve. Each step changes ``log z`` by at most a trust radius (the flow escapes from
+uses the shifted weights ``w + ν``, ``ν`` between ``1e-19`` and ``1e-13`` times ``max w`` (a
+Levenberg-Marquardt damping in the metric ``A A^T``, at the rounding level of the top weights),
+and is solved by :class:`_NewtonMatrix`: a Cholesky factorisation of a Gram matrix kept across
+Newton steps and updated only in the columns whose weight moved far from it (a Woodbury
+correction when they are few), and GMRES for the rest, so that the ``m x m x n`` Gram matrix is
+formed about once per solve. Each step changes ``log z`` by at most a trust radius (the flow escapes from
 ``alpha^N`` over many orders of magnitude), and Armijo backtracking on ``D`` guards descent. The
 mirror state ``φ`` is updated per coordinate, never recomputed as ``φ0 - B^T λ``, so that
 coordinates far from ``φ0`` keep their relative precision.
@@ -32,10 +33,13 @@ from .problems import SparseRecovery
 _TRUST_LOG = 8.0  # max change of log z per Newton step (z moves by at most a factor e^8 ~ 3000)
 _ARMIJO = 1e-4
 _STALL_ACCEPT = 1e-10  # a residual below this that stopped halving within 10 Newton steps is accepted
-_SHIFT = 1e-19  # Newton matrix A diag(w + μ) A^T with μ = _SHIFT * max(w): damping below rounding of the top weights
-_BAND = 2.0  # weights within a factor _BAND of the factorised ones are left to the Chebyshev iteration
-_FORCING = 1e-3  # relative accuracy of each Newton direction (preconditioned residual)
-_MAX_INNER = 20  # Chebyshev iterations per Newton step (each costs two products with A)
+_DAMPING = 1e-16  # Newton matrix A diag(w + ν) A^T: ν = _DAMPING max(w) at each factorisation (rounding level of the top weights)
+_DAMPING_RANGE = (1e-19, 1e-13)  # ... kept while ν / max(w) stays in this range (max w moves every step)
+_BAND = 2.0  # weights within a factor _BAND of the factorised ones are left to GMRES
+_FRESH = 0.8  # a fresh Gram matrix when more than this share of its columns moved (else a rank-k update)
+_REFRESH = 10.0  # ... or when the updates moved more than _REFRESH times its trace (their rounding)
+_FORCING = 1e-3  # relative residual of each Newton direction
+_MAX_INNER = 50  # GMRES iterations per Newton step (each costs two products with A)
 _GRAM_FLOPS = 2e9  # above m^2 n flops the KKT check uses CGLS instead of the m x m Gram matrix
 
 
@@ -149,23 +153,26 @@ def _project_affine(B, y: np.ndarray, z0: np.ndarray) -> tuple[np.ndarray, np.nd
     return z, -lam
 
 
-def damped_cholesky(H: np.ndarray) -> np.ndarray | None:
-    """Lower Cholesky factor of ``H + τ I`` for a PSD, possibly numerically singular ``H``.
+def damped_cholesky(H: np.ndarray, shift: float = 0.0) -> tuple[np.ndarray | None, float]:
+    """Lower Cholesky factor of ``H + τ I`` for a PSD, possibly numerically singular ``H``, and ``τ / max diag(H)``.
 
-    ``τ = 0`` first, then ``1e-14 · max diag(H)`` (about the rounding level of forming ``H``)
-    growing by 100 until it succeeds; ``None`` if twelve tries fail or ``H`` has no positive scale.
+    ``τ = shift · max diag(H)`` first, then at least ``1e-14 · max diag(H)`` (about the rounding
+    level of forming ``H``) growing by 100 until it succeeds; ``(None, inf)`` if twelve tries fail
+    or ``H`` has no positive scale. Only the lower triangle of ``H`` is read.
     """
     scale = float(np.max(np.diag(H)))
     if not np.isfinite(scale) or scale <= 0:
-        return None
-    tau = 0.0
+        return None, float("inf")
     for _ in range(13):
+        shifted = H
+        if shift > 0:
+            shifted = H.copy(order="F")
+            shifted[np.diag_indices_from(shifted)] += shift * scale
         try:
-            shifted = H if tau == 0 else H + tau * np.eye(H.shape[0])
-            return scipy.linalg.cholesky(shifted, lower=True, check_finite=False)
+            return scipy.linalg.cholesky(shifted, lower=True, check_finite=False, overwrite_a=shift > 0), shift
         except np.linalg.LinAlgError:
-            tau = 1e-14 * scale if tau == 0 else 100.0 * tau
-    return None
+            shift = max(1e-14, 100.0 * shift)
+    return None, float("inf")
 
 
 def factorize_psd(H: np.ndarray):
@@ -193,156 +200,189 @@ def solve_psd(H: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     return factorize_psd(H)(rhs)
 
 
-def _gram_lower(A: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """The lower triangle of ``A diag(weights) A^T`` (``weights >= 0``) by one symmetric rank-k update."""
-    scaled = A * np.sqrt(weights)
+def _gram_lower(A: np.ndarray, weights: np.ndarray, index: np.ndarray | None = None,
+                buffer: np.ndarray | None = None) -> np.ndarray:
+    """The lower triangle of ``A_K diag(weights_K) A_K^T`` (``weights >= 0``; ``K = index``, default all columns).
+
+    One symmetric rank-k update of the scaled columns, gathered into ``buffer`` (a flat array of at
+    least ``m k`` floats, reused across calls: a fresh ``8 m n``-byte array per Gram matrix costs
+    about as much in page faults as the gather itself).
+    """
+    m = A.shape[0]
+    k = A.shape[1] if index is None else index.size
+    scaled = (np.empty(m * k) if buffer is None else buffer[: m * k]).reshape(m, k)
+    if index is None:
+        np.multiply(A, np.sqrt(weights), out=scaled)
+    else:
+        np.take(A, index, axis=1, out=scaled, mode="clip")
+        scaled *= np.sqrt(weights[index])
     return scipy.linalg.blas.dsyrk(1.0, scaled.T, trans=1, lower=1)  # scaled.T is Fortran-ordered: no copy
 
 
-class _Factor:
-    """A Cholesky factor ``L`` of ``A diag(g) A^T`` (times ``scale``) with a cache of ``L^{-1} a_k``."""
-
-    def __init__(self, A: np.ndarray, L: np.ndarray):
-        self.A, self.L = A, np.asfortranarray(L)
-        self.cache = np.empty(A.shape, order="F")
-        self.have = np.zeros(A.shape[1], dtype=bool)
-
-    def columns(self, index: np.ndarray) -> np.ndarray:
-        new = index[~self.have[index]]
-        if new.size:
-            self.cache[:, new] = scipy.linalg.solve_triangular(self.L, self.A[:, new], lower=True, check_finite=False)
-            self.have[new] = True
-        return self.cache[:, index]
-
-    def solve_lower(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
-        return scipy.linalg.blas.dtrsv(self.L, r, lower=1, trans=1 if transpose else 0)
-
-
 class _NewtonMatrix:
-    """Solves the dual Newton system ``A diag(w') A^T d = r``, ``w' = w + μ``, over many Newton steps.
+    """Solves the dual Newton system ``A diag(w + ν) A^T d = r`` over many Newton steps.
 
     The Hessian of the dual (SPEC A.4: ``B H(z)^{-1} B^T``) has per-column weights ``w`` that span
     dozens of orders of magnitude and change every step, and forming it costs ``m^2 n``. Instead a
-    factorised base ``P0 = A diag(g) A^T`` is kept: either ``c A A^T`` (``c`` a scalar, from one
-    factorisation of ``A A^T``; exact while most weights sit at a common level, as at a uniform
-    initialisation and while the off-support weights lie below ``μ``) or the Gram matrix of the
-    weights at the last rebuild. Columns whose weight left ``[g/_BAND, _BAND g]`` enter exactly by a
-    Woodbury correction ``P = P0 + A_C diag(w'_C - g_C) A_C^T`` (a ``|C| x |C|`` system); for the
-    others ``w'/g`` lies in ``[lo, hi]``, so ``P^{-1} H`` has its spectrum in ``[lo, hi]`` (Loewner
-    order: ``P ⪰ A_{C'} diag(g) A_{C'}^T``) and a Chebyshev iteration removes that error at a rate
-    ``(√κ-1)/(√κ+1)`` without inner products with ``H`` (whose tiny eigenvalues are below the
-    rounding of its large ones). The base is rebuilt when more than ``cmax`` columns moved.
+    preconditioner ``P = A diag(q) A^T``, ``q = g + ν``, is kept factorised: ``G = A diag(g) A^T``
+    is updated in place and the damping ``ν A A^T`` is added before each factorisation. Each step
+    compares ``w + ν`` with ``q``; the columns that left ``[q/_BAND, _BAND q]`` moved, and enter
 
-    ``A^T d`` is returned with the Woodbury columns replaced by the exact identity
-    ``A_C^T d = c'/(w'_C - g_C)``: for a column of weight ``10^20`` times the rest ``A_C^T d`` is
-    tiny and computing it from ``d`` would return rounding noise.
+    - by a Woodbury correction (a ``|C| x |C|`` system) when they are at most ``woodbury_max``;
+    - else by a symmetric rank-k update of ``G`` (``m^2 / 2`` flops per column, so a step costs in
+      proportion to what moved, where the early Newton steps move thousands of columns by orders
+      of magnitude) and a new Cholesky factorisation (``m^3 / 3``);
+    - or by a fresh Gram matrix when most columns moved or the updates' rounding could exceed that
+      of a fresh one.
+
+    GMRES removes the remaining mismatch ``E = A diag(w + ν - q) A^T`` (weight ratios within
+    ``_BAND``, so a few iterations).
     """
 
     def __init__(self, A: np.ndarray):
         self.A = A
         self.m, self.n = A.shape
-        self.cmax = max(8, min(600, self.m // 2))
-        self.gram0 = None  # A A^T (lower triangle) and its factor, built on first use
-        self.uniform = None
-        self.full, self.full_weights = None, None
+        self.norms = np.einsum("ij,ij->j", A, A)  # ||a_i||^2: the rounding mass of each column
+        self.buffer = np.empty(self.m * self.n)  # scaled columns of each Gram update (reused)
+        self.gram0 = None  # A A^T (lower triangle)
+        self.g = None
+        self.nu = 0.0
+        self.shift = 0.0  # relative diagonal shift the last factorisation needed
+        self.woodbury_max = max(8, min(600, self.m // 2))  # more moved columns than this update G instead
+        self.cache = np.empty(A.shape, order="F")  # L^{-1} a_k of the Woodbury columns
+        self.solved = np.zeros(self.n, dtype=bool)
         self.matvecs = 0.0  # cost in products with A (an m x m x k rank-k update counts m k / (2n))
         self.rebuilds = 0
+        self.updated_columns = 0
 
-    # ----------------------------------------------------------------- bases
-    def _ensure_gram0(self) -> None:
-        if self.gram0 is None:
-            self.gram0 = _gram_lower(self.A, np.ones(self.n))
-            self.matvecs += self.m / 2
-            L = damped_cholesky(self.gram0)
-            if L is None:
-                raise SolverError("the Gram matrix A A^T has no positive diagonal: A is zero.")
-            self.uniform = _Factor(self.A, L)
-
-    def _rebuild(self, w: np.ndarray, mu: float) -> None:
-        """Factorise ``A diag(w + μ) A^T``; columns with ``w <= μ`` enter at weight ``μ`` through ``μ A A^T``."""
-        big = w > mu
-        self.rebuilds += 1
-        if self.gram0 is not None or big.sum() <= self.n // 2:
-            self._ensure_gram0()
-            G = _gram_lower(self.A[:, big], w[big]) + mu * self.gram0
-            weights = np.where(big, w + mu, mu)  # the others have w + μ in [μ, 2μ]: inside the band
-            self.matvecs += self.m * big.sum() / (2 * self.n)
-        else:
-            weights = w + mu
-            G = _gram_lower(self.A, weights)
-            self.matvecs += self.m / 2
-        L = damped_cholesky(G)
-        if L is None:
-            raise SolverError("the Newton matrix of the dual has no positive diagonal (all weights underflowed).")
-        self.full, self.full_weights = _Factor(self.A, L), weights
-
-    # ----------------------------------------------------------------- one Newton step
     def prepare(self, w: np.ndarray) -> None:
-        """Set up the preconditioner ``P`` for the weights ``w`` of the current iterate."""
-        mu = _SHIFT * float(np.max(w))
-        wp = w + mu
-        level = float(np.median(wp))
-        outside_uniform = np.flatnonzero((wp > _BAND * level) | (wp < level / _BAND))
-        choice = ("uniform", outside_uniform)
-        if self.full is not None:
-            g = self.full_weights
-            outside_full = np.flatnonzero((wp > _BAND * g) | (wp < g / _BAND))
-            if outside_full.size <= outside_uniform.size:
-                choice = ("full", outside_full)
-        kind, C = choice
-        if C.size > self.cmax:
-            self._rebuild(w, mu)
-            kind, C = "full", C[:0]
-        if kind == "uniform":
-            self._ensure_gram0()
-            factor, scale, g = self.uniform, np.sqrt(level), np.full(self.n, level)
+        """Bring the preconditioner ``P`` up to the weights ``w`` of the current iterate."""
+        top = float(np.max(w))
+        C = np.zeros(0, dtype=int)
+        if self.g is None:
+            self._fresh(w)
         else:
-            factor, scale, g = self.full, 1.0, self.full_weights
-        self.factor, self.scale, self.C = factor, scale, C
-        self.excess = wp - g
-        self.excess[C] = 0.0
-        ratio = np.delete(wp / g, C)
-        self.lo = min(1.0, float(np.min(ratio))) if ratio.size else 1.0
-        self.hi = max(1.0, float(np.max(ratio))) if ratio.size else 1.0
+            refactor = not (_DAMPING_RANGE[0] * top <= self.nu <= _DAMPING_RANGE[1] * top)
+            if refactor:
+                self.nu = _DAMPING * top
+            wp, q = w + self.nu, self.g + self.nu
+            S = np.flatnonzero((wp > _BAND * q) | (wp < q / _BAND))
+            mass = self.mass + float(np.abs(wp[S] - q[S]) @ self.norms[S])
+            if S.size > _FRESH * np.count_nonzero(w > self.nu) or mass > _REFRESH * float(wp @ self.norms):
+                self._fresh(w)
+            elif S.size > self.woodbury_max:
+                self._update(S, wp[S] - q[S])
+                self.g[S] += wp[S] - q[S]
+                self.mass = mass
+                self._factorise()
+            else:
+                C = S
+                if refactor:
+                    self._factorise()
+        self.excess = (w + self.nu) - (self.g + self.nu)
+        self.C = C
         if C.size:
-            self.W = wp[C] - g[C]
-            self.Y = factor.columns(C) / scale
+            self.W = self.excess[C].copy()
+            self.excess[C] = 0.0
+            self.Y = self._solved_columns(C)
             M = self.Y.T @ self.Y
             M[np.diag_indices_from(M)] += 1.0 / self.W
             self.M = scipy.linalg.lu_factor(M, check_finite=False)
             self.matvecs += C.size * (self.m + C.size) / self.n
 
+    def _fresh(self, w: np.ndarray) -> None:
+        """``G = A_K diag(w_K) A_K^T``, ``K = {w > ν}`` (the others enter through ``ν A A^T``)."""
+        self.nu, self.shift = _DAMPING * float(np.max(w)), 0.0
+        if self.gram0 is None:
+            self.gram0 = _gram_lower(self.A, np.ones(self.n), buffer=self.buffer)
+            self.matvecs += self.m / 2
+        if np.all(w == w[0]):  # uniform weights (the identical initialisation): G = w A A^T
+            self.gram, self.g = w[0] * self.gram0, w.copy()
+        else:
+            big = np.flatnonzero(w > self.nu)
+            self.gram = _gram_lower(self.A, w, big, self.buffer)
+            self.g = np.zeros(self.n)
+            self.g[big] = w[big]
+            self.matvecs += self.m * big.size / (2 * self.n)
+        self.mass = float((self.g + self.nu) @ self.norms)
+        self.rebuilds += 1
+        self._factorise()
+
+    def _update(self, S: np.ndarray, delta: np.ndarray) -> None:
+        """``G += A_S diag(delta) A_S^T`` by two rank-k updates (the increases, then the decreases)."""
+        offset = 0
+        for sign, part in ((1.0, delta >= 0), (-1.0, delta < 0)):
+            k = int(np.count_nonzero(part))
+            if k:
+                cols = self.buffer[offset : offset + self.m * k].reshape(self.m, k)
+                np.take(self.A, S[part], axis=1, out=cols, mode="clip")
+                cols *= np.sqrt(np.abs(delta[part]))
+                self.gram = scipy.linalg.blas.dsyrk(sign, cols.T, beta=1.0, c=self.gram, trans=1, lower=1, overwrite_c=1)
+                offset += self.m * k
+        self.updated_columns += S.size
+        self.matvecs += self.m * S.size / (2 * self.n)
+
+    def _factorise(self) -> None:
+        """Cholesky factor of ``G + ν A A^T``."""
+        L, self.shift = damped_cholesky(self.gram + self.nu * self.gram0, self.shift)
+        if L is None:
+            raise SolverError("the Newton matrix of the dual has no positive diagonal (all weights underflowed).")
+        self.L = np.asfortranarray(L)
+        self.solved[:] = False
+
+    def _solved_columns(self, C: np.ndarray) -> np.ndarray:
+        """``L^{-1} A_C``, each column solved once per factorisation."""
+        new = C[~self.solved[C]]
+        if new.size:
+            self.cache[:, new] = scipy.linalg.solve_triangular(self.L, self.A[:, new], lower=True, check_finite=False)
+            self.solved[new] = True
+            self.matvecs += self.m * new.size / (2 * self.n)
+        return self.cache[:, C]
+
     def _precondition(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(P^{-1} r, A_C^T P^{-1} r)`` by Woodbury on the factorised base."""
-        s = self.factor.solve_lower(r) / self.scale
-        if self.C.size:
-            coef = scipy.linalg.lu_solve(self.M, self.Y.T @ s, check_finite=False)
-            s = s - self.Y @ coef
-            return self.factor.solve_lower(s, transpose=True) / self.scale, coef / self.W
-        return self.factor.solve_lower(s, transpose=True) / self.scale, np.zeros(0)
+        """``(P^{-1} r, A_C^T P^{-1} r)`` with ``P = L L^T + A_C diag(W) A_C^T`` (Woodbury).
+
+        The second part comes from the identity ``A_C^T P^{-1} r = c / W`` (``c`` the Woodbury
+        coefficients): for a column whose weight is ``10^20`` times the rest it is tiny, and
+        computing it from ``P^{-1} r`` would return the rounding noise of the other components.
+        """
+        s = scipy.linalg.blas.dtrsv(self.L, r, lower=1)
+        if not self.C.size:
+            return scipy.linalg.blas.dtrsv(self.L, s, lower=1, trans=1), np.zeros(0)
+        coef = scipy.linalg.lu_solve(self.M, self.Y.T @ s, check_finite=False)
+        return scipy.linalg.blas.dtrsv(self.L, s - self.Y @ coef, lower=1, trans=1), coef / self.W
 
     def solve(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(d, A^T d)`` with ``A diag(w') A^T d = r`` to relative accuracy ``_FORCING`` (preconditioned)."""
-        x, xc = self._precondition(r)
-        if self.hi - self.lo > _FORCING:
-            # Chebyshev iteration for (I + P^{-1} E) x = P^{-1} r, E = A diag(excess) A^T, spectrum in [lo, hi]
-            center, half = 0.5 * (self.hi + self.lo), 0.5 * (self.hi - self.lo)
-            sigma = center / half
-            bnorm = float(np.linalg.norm(x))
-            q, qc = self._precondition(self._excess_product(x))
-            res, resc = -q, -qc
-            rho = 1.0 / sigma
-            step, stepc = res / center, resc / center
-            for _ in range(_MAX_INNER):
-                if np.linalg.norm(res) <= _FORCING * bnorm:
-                    break
-                x, xc = x + step, xc + stepc
-                q, qc = self._precondition(self._excess_product(step))
-                res, resc = res - step - q, resc - stepc - qc
-                rho_next = 1.0 / (2.0 * sigma - rho)
-                step = rho_next * rho * step + (2.0 * rho_next / half) * res
-                stepc = rho_next * rho * stepc + (2.0 * rho_next / half) * resc
-                rho = rho_next
+        """``(d, A^T d)`` with ``||A diag(w + μ) A^T d - r|| <= _FORCING ||r||``.
+
+        Right-preconditioned GMRES on ``(I + E P^{-1}) u = r``, ``d = P^{-1} u``: it minimises the
+        true residual, and it only applies ``P^{-1}`` and ``E`` (never ``P``, whose largest weights
+        can be ``10^20`` times the rest) and needs no bounds on the spectrum.
+        """
+        beta = float(np.linalg.norm(r))
+        if not beta > 0:
+            return np.zeros_like(r), np.zeros(self.n)
+        basis, solved, solved_c = [r / beta], [], []
+        hessenberg = np.zeros((_MAX_INNER + 1, _MAX_INNER))
+        for j in range(_MAX_INNER):
+            z, zc = self._precondition(basis[j])
+            solved.append(z)
+            solved_c.append(zc)
+            v = basis[j] + self.A @ (self.excess * (self.A.T @ z))
+            self.matvecs += 2
+            for i, u in enumerate(basis):
+                hessenberg[i, j] = float(u @ v)
+                v = v - hessenberg[i, j] * u
+            hessenberg[j + 1, j] = float(np.linalg.norm(v))
+            rhs = np.zeros(j + 2)
+            rhs[0] = beta
+            coef, *_ = np.linalg.lstsq(hessenberg[: j + 2, : j + 1], rhs, rcond=None)
+            residual = float(np.linalg.norm(rhs - hessenberg[: j + 2, : j + 1] @ coef))
+            if residual <= _FORCING * beta or not hessenberg[j + 1, j] > 1e-14 * beta:
+                break
+            basis.append(v / hessenberg[j + 1, j])
+        x = sum(c * u for c, u in zip(coef, solved))
+        xc = sum(c * u for c, u in zip(coef, solved_c))
         Atd = self.A.T @ x
         self.matvecs += 1
         if self.C.size:
@@ -350,17 +390,12 @@ class _NewtonMatrix:
             # (it is tiny next to the rest of x); restore it from the exact identity A_C^T x = xc,
             # so that A^T x stays one consistent vector of range(A^T) (the KKT condition).
             AC = self.A[:, self.C]
-            L = damped_cholesky(AC.T @ AC)  # damped: columns of A_C may repeat (the signed model's [A, -A])
+            L, _ = damped_cholesky(AC.T @ AC)  # damped: columns of A_C may repeat (the signed model's [A, -A])
             if L is not None:
-                coef = scipy.linalg.cho_solve((L, True), xc - Atd[self.C], check_finite=False)
-                x = x + AC @ coef
-            Atd = self.A.T @ x
-            self.matvecs += 2 + self.C.size * (self.m + self.C.size) / (2 * self.n)
+                x = x + AC @ scipy.linalg.cho_solve((L, True), xc - Atd[self.C], check_finite=False)
+                Atd = self.A.T @ x
+                self.matvecs += 2 + self.C.size * (self.m + self.C.size) / (2 * self.n)
         return x, Atd
-
-    def _excess_product(self, v: np.ndarray) -> np.ndarray:
-        self.matvecs += 2
-        return self.A @ (self.excess * (self.A.T @ v))
 
 
 def _dual_newton(B, y, z0, depth, tol, max_iter):
@@ -438,8 +473,7 @@ def _dual_newton(B, y, z0, depth, tol, max_iter):
         if np.linalg.norm(r) <= max(tol, 1e-9) * ynorm:
             status = "converged"
             message += f" (residual {np.linalg.norm(r) / ynorm:.1e} accepted)"
-    if newton.rebuilds:
-        message += f"; {newton.rebuilds} Gram factorisations"
+    message += f"; {newton.rebuilds} Gram matrices, {newton.updated_columns} column updates"
     return z, lam, iterations, matvecs, status, message
 
 
