@@ -37,6 +37,7 @@ import numpy as np
 import scipy
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from implicit_bias._blas import blas_threads
 from implicit_bias.dynamics import GradientFlow, Stop, simulate
 from implicit_bias.limits import predict_limit
 from implicit_bias.models import Hadamard, Init
@@ -304,7 +305,9 @@ def machine_info(threads: int) -> str:
         f"- CPU: {cpu}; os.cpu_count() = {os.cpu_count()}, usable cores = {affinity}; "
         f"load average at start {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (the CPU is shared: timings are noisy)",
         f"- Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}",
-        f"- BLAS threads pinned to {threads} with threadpoolctl; BLAS libraries:",
+        f"- BLAS threads pinned to {threads} with threadpoolctl for the baselines; inside `predict_limit` and "
+        f"`simulate` the library gives scipy's BLAS {blas_threads()} thread(s) (`IMPLICIT_BIAS_BLAS_THREADS`, default: "
+        f"the usable cores) and keeps numpy's at one; BLAS libraries:",
     ]
     for lib in threadpool_info():
         lines.append(
@@ -327,8 +330,9 @@ def parse_args(argv=None):
                         "predict_limit is always computed when flow/gd need it (GD step, distances)")
     p.add_argument("--out", default=None, help="also write the markdown report to this file")
     p.add_argument("--threads", type=int, default=1,
-                   help="BLAS threads (default 1: on a shared 2-core machine 2 OpenBLAS threads were "
-                        "measured 100-400x slower on 250x250 Cholesky because of contention)")
+                   help="BLAS threads of the baselines (default 1: on a shared 2-core machine 2 OpenBLAS threads in "
+                        "both numpy's and scipy's pools were measured 100-400x slower on 250x250 Cholesky because of "
+                        "contention); the library sets its own (IMPLICIT_BIAS_BLAS_THREADS)")
     p.add_argument("--repeats", type=int, default=3, help="repeats for predict_limit timing (median); the LP is repeated too when it takes < 10 s")
     p.add_argument("--seed", type=int, default=0, help="problem seed")
     p.add_argument("--sizes", default=None, help="comma-separated n for the full comparison (default 200,1000; --quick 200)")
