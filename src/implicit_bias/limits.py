@@ -353,7 +353,7 @@ class _NewtonMatrix:
         return scipy.linalg.blas.dtrsv(self.L, s - self.Y @ coef, lower=1, trans=1), coef / self.W
 
     def solve(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(d, A^T d)`` with ``||A diag(w + μ) A^T d - r|| <= _FORCING ||r||``.
+        """``(d, A^T d)`` with ``||A diag(w + ν) A^T d - r|| <= _FORCING ||r||``.
 
         Right-preconditioned GMRES on ``(I + E P^{-1}) u = r``, ``d = P^{-1} u``: it minimises the
         true residual, and it only applies ``P^{-1}`` and ``E`` (never ``P``, whose largest weights
