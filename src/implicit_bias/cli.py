@@ -9,19 +9,10 @@ from dataclasses import replace
 
 import click
 
+from ._validation import jsonable as _jsonable
 from .errors import ImplicitBiasError
 
 METHOD_CHOICE = click.Choice(["flow", "gd", "sgd", "limit"])
-
-
-def _jsonable(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _fail(message: str, debug: bool) -> None:

@@ -18,16 +18,10 @@ import numpy as np
 from scipy import integrate
 
 from .errors import InvalidParameterError, InvalidProblemError
-from ._validation import as_finite_array
+from ._validation import as_finite_array, check_depth as _check_depth
 
 # ---------------------------------------------------------------------------------------------
 # validation and small helpers
-
-
-def _check_depth(depth) -> int:
-    if not isinstance(depth, Integral) or isinstance(depth, bool) or depth < 2:
-        raise InvalidParameterError(f"The 'depth' parameter must be an int >= 2. Got {depth!r}.")
-    return int(depth)
 
 
 def _check_like(Z, W: np.ndarray, name: str) -> np.ndarray:

@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from implicit_bias._validation import check_depth as _check_depth
 from implicit_bias.errors import (
     InfeasibleProblemError,
     InvalidParameterError,
@@ -83,14 +84,6 @@ def _as_vector(name: str, v, n: int, *, positive: bool) -> np.ndarray:
             f"Got min {name} = {v.min()!r}."
         )
     return v
-
-
-def _check_depth(depth, minimum: int = 2) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < minimum:
-        raise InvalidParameterError(
-            f"The 'depth' parameter must be an int >= {minimum}. Got {depth!r}."
-        )
-    return int(depth)
 
 
 def _check_residual(A: np.ndarray, y: np.ndarray, z: np.ndarray, what: str) -> None:

@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from . import plots
+from ._validation import jsonable as _jsonable
 from .dynamics import GradientFlow, Stop, simulate
 from .errors import InvalidParameterError
 from .limits import predict_limit
@@ -171,22 +172,6 @@ def _finite(value):
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return _finite(value)
-    return value
 
 
 def _fmt(value, spec: str = ".3g") -> str:

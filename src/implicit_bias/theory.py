@@ -12,6 +12,7 @@ import numbers
 
 import numpy as np
 
+from implicit_bias._validation import check_depth as _check_depth
 from implicit_bias.errors import InvalidParameterError, InvalidProblemError
 
 __all__ = [
@@ -32,14 +33,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-def _check_depth(depth, minimum: int = 2, hint: str = "") -> int:
-    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < minimum:
-        raise InvalidParameterError(
-            f"The 'depth' parameter must be an int >= {minimum}{hint}. Got {depth!r}."
-        )
-    return int(depth)
 
 
 def _check_real(name: str, value, *, low: float = 0.0, high: float = math.inf,

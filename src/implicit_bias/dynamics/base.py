@@ -7,14 +7,9 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from ..errors import InvalidParameterError
+from .._validation import require as _require
+from ..status import Status
 
-Status = Literal["converged", "budget_exhausted", "diverged", "failed"]
-
-
-def _require(condition: bool, name: str, allowed: str, got) -> None:
-    if not condition:
-        raise InvalidParameterError(f"The '{name}' parameter must be {allowed}. Got {got!r}.")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..dynamics import SGD, GradientDescent, GradientFlow, Stop, simulate
 from ..dynamics.matrix import ProductFlow
+from .._validation import relative_distance as _relative_distance
 from ..errors import InvalidParameterError, SolverError
 from ..models import DeepFactorization, MatrixInit
 from ..problems import MatrixRecovery, matrix_completion, matrix_sensing
@@ -75,10 +76,6 @@ def parse_widths(text: str | None) -> tuple[int, ...] | None:
         raise InvalidParameterError(
             f"--widths must be a comma-separated list of depth-1 positive ints, e.g. --widths 20,20. Got {text!r}."
         ) from None
-
-
-def _relative_distance(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
 
 
 def matrix_trial(trial: MatrixTrial, problem: MatrixRecovery | None = None) -> dict:

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..dynamics import SGD, GradientDescent, GradientFlow, Stop, simulate
 from ..dynamics.weight_norm import resolved_floor
+from .._validation import relative_distance as _relative_distance
 from ..errors import InvalidParameterError
 from ..limits import fit_effective_scale, predict_limit, predict_limit_weight_norm
 from ..models import Hadamard, Init, WeightNormalized, WNInit
@@ -47,10 +48,6 @@ class SparseTrial:
 
     def problem(self) -> SparseRecovery:
         return gaussian_sparse(self.n, self.m, self.s, signed=self.signed, noise=self.noise, seed=self.seed)
-
-
-def _relative_distance(x: np.ndarray, reference: np.ndarray) -> float:
-    return float(np.linalg.norm(x - reference) / max(np.linalg.norm(reference), 1e-300))
 
 
 def sparse_trial(trial: SparseTrial, problem: SparseRecovery | None = None) -> dict:

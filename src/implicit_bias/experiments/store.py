@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._validation import jsonable as _clean
 from ..errors import ImplicitBiasError
 
 FORMAT = "implicit-bias-store"
@@ -40,17 +40,6 @@ def trial_key(experiment: str, params: dict, version: str | None = None) -> str:
     payload = json.dumps({"experiment": experiment, "params": params, "version": version or package_version()},
                          sort_keys=True, default=repr)
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _clean(value):
-    """JSON-safe: non-finite floats become None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._validation import require as _require
 from ..errors import InvalidParameterError
 from .hadamard import LiftedModel, LiftedOperator
-
-
-def _require(condition: bool, name: str, allowed: str, got) -> None:
-    if not condition:
-        raise InvalidParameterError(f"The '{name}' parameter must be {allowed}. Got {got!r}.")
 
 
 @dataclass(frozen=True, eq=False)
