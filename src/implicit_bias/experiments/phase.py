@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import InvalidParameterError
 from ..problems import gaussian_sparse
 
-PHASE_METHODS = ("limit", "flow", "l1", "l2")
+TRIAL_METHODS = ("limit", "flow", "l1", "l2")
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,8 @@ class PhaseTrial:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.method not in PHASE_METHODS:
-            raise InvalidParameterError(f"The 'method' parameter must be one of {PHASE_METHODS}. Got {self.method!r}.")
+        if self.method not in TRIAL_METHODS:
+            raise InvalidParameterError(f"The 'method' parameter must be one of {TRIAL_METHODS}. Got {self.method!r}.")
         if not (0 < self.delta < 1):
             raise InvalidParameterError(f"The 'delta' parameter must be a float in the range (0, 1). Got {self.delta!r}.")
         if not (0 < self.rho <= 1):

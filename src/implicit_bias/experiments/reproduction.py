@@ -9,7 +9,7 @@ import numpy as np
 from .spec import SweepSpec, load_spec
 
 # (label, fixed parameters) of each method panel; alphas are factor-level (product alpha^N)
-PHASE_METHODS = (
+PHASE_PANELS = (
     ("flow limit N=2, α=1e-4 (oracle)", {"method": "limit", "depth": 2, "alpha": 1e-4}),
     ("flow limit N=3, α=1e-2 (oracle)", {"method": "limit", "depth": 3, "alpha": 1e-2}),
     ("l1 minimisation (HiGHS LP)", {"method": "l1"}),
@@ -45,7 +45,7 @@ def phase_specs(cfg: PhaseConfig) -> list[tuple[str, bool, SweepSpec]]:
     """One spec per (signal kind, method panel)."""
     specs = []
     for signed in (False, True):
-        for label, fixed in PHASE_METHODS:
+        for label, fixed in PHASE_PANELS:
             spec = load_spec({
                 "experiment": "phase", "seeds": cfg.seeds,
                 "fixed": {"n": cfg.n, "signed": signed, "threshold": cfg.threshold, **fixed},
