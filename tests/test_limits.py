@@ -129,7 +129,7 @@ def _lower(M):
 
 def test_newton_matrix_woodbury_step_solves_the_damped_system():
     """Few moved columns: Woodbury on the kept factorisation; the direction solves A diag(w + ν) A^T d = r."""
-    from implicit_bias.limits import _NewtonMatrix
+    from implicit_bias.dual_linalg import NewtonMatrix
 
     rng = np.random.default_rng(11)
     A = rng.standard_normal((40, 160))
@@ -137,7 +137,7 @@ def test_newton_matrix_woodbury_step_solves_the_damped_system():
     w1 = 10.0 ** rng.uniform(-8, 0, 160)
     w2 = w1 * rng.uniform(0.6, 1.6, 160)  # inside the band of the Gram matrix built from w1
     w2[:5] *= 1e6  # five columns far outside it: the Woodbury correction
-    newton = _NewtonMatrix(A)
+    newton = NewtonMatrix(A)
     newton.prepare(w1)
     newton.prepare(w2)
     assert newton.C.size == 5 and newton.rebuilds == 1 and newton.updated_columns == 0
@@ -150,7 +150,7 @@ def test_newton_matrix_woodbury_step_solves_the_damped_system():
 
 def test_newton_matrix_rank_k_update_equals_a_fresh_gram_matrix():
     """Many moved columns (up and down): G += A_S diag(delta) A_S^T matches A diag(g) A^T formed anew."""
-    from implicit_bias.limits import _NewtonMatrix
+    from implicit_bias.dual_linalg import NewtonMatrix
 
     rng = np.random.default_rng(13)
     A = rng.standard_normal((30, 200))
@@ -159,7 +159,7 @@ def test_newton_matrix_rank_k_update_equals_a_fresh_gram_matrix():
     w2 = w1.copy()
     w2[:20] *= 50.0  # 40 moved columns (> woodbury_max = 15), far fewer than the 80% that force a fresh matrix
     w2[20:40] /= 50.0
-    newton = _NewtonMatrix(A)
+    newton = NewtonMatrix(A)
     newton.prepare(w1)
     newton.prepare(w2)
     assert newton.woodbury_max == 15 and newton.updated_columns == 40 and newton.rebuilds == 1
@@ -173,12 +173,12 @@ def test_newton_matrix_rank_k_update_equals_a_fresh_gram_matrix():
 
 
 def test_newton_matrix_rebuilds_when_most_columns_moved():
-    from implicit_bias.limits import _NewtonMatrix
+    from implicit_bias.dual_linalg import NewtonMatrix
 
     rng = np.random.default_rng(14)
     A = rng.standard_normal((20, 80))
     w1 = 10.0 ** rng.uniform(-3, 0, 80)
-    newton = _NewtonMatrix(A)
+    newton = NewtonMatrix(A)
     newton.prepare(w1)
     newton.prepare(w1 * 10.0 ** rng.uniform(1, 3, 80))  # every column moved
     assert newton.rebuilds == 2 and newton.updated_columns == 0
@@ -187,7 +187,7 @@ def test_newton_matrix_rebuilds_when_most_columns_moved():
 @pytest.mark.parametrize("in_range", [True, False])
 def test_cgls_range_residual_matches_the_exact_projection(in_range):
     """The CGLS KKT check (large problems) against the projection residual computed by lstsq."""
-    from implicit_bias.limits import _cgls_range_residual
+    from implicit_bias.dual_linalg import _cgls_range_residual
 
     rng = np.random.default_rng(12)
     A = rng.standard_normal((30, 120))
