@@ -8,7 +8,12 @@ from implicit_bias.limits import predict_limit
 from implicit_bias.mirror import MirrorMap
 from implicit_bias.models import Hadamard, Init
 from implicit_bias.problems import SparseRecovery, gaussian_sparse
-from implicit_bias.references import bregman_projection_cvxpy, min_l1, min_l2, min_weighted_l1
+from implicit_bias.references import (
+    bregman_projection_cvxpy,
+    min_l1,
+    min_l2,
+    min_weighted_l1,
+)
 
 
 @pytest.mark.parametrize("N", [2, 3, 4])
