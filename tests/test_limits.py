@@ -8,7 +8,12 @@ from implicit_bias.limits import predict_limit
 from implicit_bias.mirror import MirrorMap
 from implicit_bias.models import Hadamard, Init
 from implicit_bias.problems import SparseRecovery, gaussian_sparse
-from implicit_bias.references import bregman_projection_cvxpy, min_l1, min_l2, min_weighted_l1
+from implicit_bias.references import (
+    bregman_projection_cvxpy,
+    min_l1,
+    min_l2,
+    min_weighted_l1,
+)
 
 
 @pytest.mark.parametrize("N", [2, 3, 4])
@@ -129,7 +134,7 @@ def _lower(M):
 
 def test_newton_matrix_woodbury_step_solves_the_damped_system():
     """Few moved columns: Woodbury on the kept factorisation; the direction solves A diag(w + ν) A^T d = r."""
-    from implicit_bias.limits import _NewtonMatrix
+    from implicit_bias.dual_linalg import NewtonMatrix
 
     rng = np.random.default_rng(11)
     A = rng.standard_normal((40, 160))
@@ -137,7 +142,7 @@ def test_newton_matrix_woodbury_step_solves_the_damped_system():
     w1 = 10.0 ** rng.uniform(-8, 0, 160)
     w2 = w1 * rng.uniform(0.6, 1.6, 160)  # inside the band of the Gram matrix built from w1
     w2[:5] *= 1e6  # five columns far outside it: the Woodbury correction
-    newton = _NewtonMatrix(A)
+    newton = NewtonMatrix(A)
     newton.prepare(w1)
     newton.prepare(w2)
     assert newton.C.size == 5 and newton.rebuilds == 1 and newton.updated_columns == 0
@@ -150,7 +155,7 @@ def test_newton_matrix_woodbury_step_solves_the_damped_system():
 
 def test_newton_matrix_rank_k_update_equals_a_fresh_gram_matrix():
     """Many moved columns (up and down): G += A_S diag(delta) A_S^T matches A diag(g) A^T formed anew."""
-    from implicit_bias.limits import _NewtonMatrix
+    from implicit_bias.dual_linalg import NewtonMatrix
 
     rng = np.random.default_rng(13)
     A = rng.standard_normal((30, 200))
@@ -159,7 +164,7 @@ def test_newton_matrix_rank_k_update_equals_a_fresh_gram_matrix():
     w2 = w1.copy()
     w2[:20] *= 50.0  # 40 moved columns (> woodbury_max = 15), far fewer than the 80% that force a fresh matrix
     w2[20:40] /= 50.0
-    newton = _NewtonMatrix(A)
+    newton = NewtonMatrix(A)
     newton.prepare(w1)
     newton.prepare(w2)
     assert newton.woodbury_max == 15 and newton.updated_columns == 40 and newton.rebuilds == 1
@@ -173,12 +178,12 @@ def test_newton_matrix_rank_k_update_equals_a_fresh_gram_matrix():
 
 
 def test_newton_matrix_rebuilds_when_most_columns_moved():
-    from implicit_bias.limits import _NewtonMatrix
+    from implicit_bias.dual_linalg import NewtonMatrix
 
     rng = np.random.default_rng(14)
     A = rng.standard_normal((20, 80))
     w1 = 10.0 ** rng.uniform(-3, 0, 80)
-    newton = _NewtonMatrix(A)
+    newton = NewtonMatrix(A)
     newton.prepare(w1)
     newton.prepare(w1 * 10.0 ** rng.uniform(1, 3, 80))  # every column moved
     assert newton.rebuilds == 2 and newton.updated_columns == 0
@@ -187,7 +192,7 @@ def test_newton_matrix_rebuilds_when_most_columns_moved():
 @pytest.mark.parametrize("in_range", [True, False])
 def test_cgls_range_residual_matches_the_exact_projection(in_range):
     """The CGLS KKT check (large problems) against the projection residual computed by lstsq."""
-    from implicit_bias.limits import _cgls_range_residual
+    from implicit_bias.dual_linalg import _cgls_range_residual
 
     rng = np.random.default_rng(12)
     A = rng.standard_normal((30, 120))
@@ -204,3 +209,27 @@ def test_cgls_range_residual_matches_the_exact_projection(in_range):
     # reaches it to ~1e-12 of ||v|| within its 40 iterations
     assert value >= exact - 1e-13 * np.linalg.norm(v)
     assert value <= exact + 1e-12 * np.linalg.norm(v)
+
+
+def test_solve_psd_on_a_singular_matrix_matches_least_squares():
+    """The one damped Cholesky (dual_linalg): a rank-5 PSD 8 x 8 matrix, right-hand side in its range."""
+    from implicit_bias.dual_linalg import damped_cholesky, solve_psd
+
+    rng = np.random.default_rng(15)
+    F = rng.standard_normal((8, 5))
+    H = F @ F.T
+    rhs = H @ rng.standard_normal(8)
+    d = solve_psd(H, rhs)
+    # the shift 1e-14 max diag(H) moves the solution on range(H) by about shift / (smallest nonzero
+    # eigenvalue, 1.6 here) ~ 1e-13 relative; measured 5e-15 (residual) and 2e-14 (range part)
+    assert np.linalg.norm(H @ d - rhs) <= 1e-11 * np.linalg.norm(rhs)
+    # on range(H) d is determined: it equals the least-squares solution there (the null-space part of
+    # d is rounding of rhs divided by the shift, and is not)
+    Q, _ = np.linalg.qr(F)
+    reference = np.linalg.lstsq(H, rhs, rcond=None)[0]
+    assert np.linalg.norm(Q.T @ (d - reference)) <= 1e-11 * np.linalg.norm(reference)
+    L, shift = damped_cholesky(H)
+    assert L is not None and shift > 0  # singular: the unshifted attempt fails, a shift is reported
+    assert np.allclose(L @ L.T, H + shift * np.max(np.diag(H)) * np.eye(8), rtol=0, atol=1e-12 * np.max(np.diag(H)))
+    assert damped_cholesky(np.zeros((3, 3))) == (None, float("inf"))
+    assert np.array_equal(solve_psd(np.zeros((3, 3)), np.ones(3)), np.zeros(3))
