@@ -1,4 +1,4 @@
-"""Figures (plots.py) and the reproduction report (report.py).
+"""Figures (implicit_bias.plots) and the reproduction report (implicit_bias.reproduce).
 
 The plotting tests check that each function writes a real PNG of the promised size. The report
 test runs ``reproduce_all`` on the tiny preset once and checks the numbers it wrote against the
@@ -19,8 +19,12 @@ from implicit_bias.errors import InvalidParameterError
 from implicit_bias.problems import gaussian_sparse
 from implicit_bias.references import l1_optimum, min_weighted_l1
 from implicit_bias.experiments.reproduction import PhaseConfig
-from implicit_bias.report import FIGURES, ReproConfig, reproduce_all
+from implicit_bias.reproduce import ReproConfig, reproduce_all, sections
 from implicit_bias.theory import epsilon_bound, weights_general_init
+
+
+# the PNGs of the sparse sections (a)-(d), the ones a custom ReproConfig runs besides (e)
+FIGURES = {section.letter: section.file for section in sections() if section.group == "sparse"}
 
 
 def _assert_png(path, figsize, dpi):
