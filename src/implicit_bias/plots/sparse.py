@@ -260,6 +260,16 @@ def _stem_panel(ax, data: dict) -> None:
 # ----------------------------------------------------------------------------- (e) phase diagrams
 
 
+def _transition(dt_curve, extent, signed: bool, cache: dict):
+    """The l1 transition over a panel's delta range, computed once per (range, signal kind) (each point
+    is a scalar maximisation)."""
+    key = (extent[0], extent[1], signed)
+    if key not in cache:
+        grid = np.linspace(max(0.02, extent[0]), min(0.98, extent[1]), 120)
+        cache[key] = grid, [dt_curve(d, signed) for d in grid]
+    return cache[key]
+
+
 def plot_phase_diagrams(panels, path, *, title: str | None = None, dt_curve=None, figsize=None, dpi: int = 110) -> Path:
     """Success probability over (delta = m/n, rho = s/m), one panel per (signal, method).
 
@@ -270,7 +280,7 @@ def plot_phase_diagrams(panels, path, *, title: str | None = None, dt_curve=None
     rows, cols = len(panels), max(len(r) for r in panels)
     fig = new_figure(figsize or (3.6 * cols + 1.2, 3.3 * rows + 0.8))
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
-    image = None
+    image, curves = None, {}
     for i, row in enumerate(panels):
         for j in range(cols):
             ax = axes[i][j]
@@ -284,10 +294,9 @@ def plot_phase_diagrams(panels, path, *, title: str | None = None, dt_curve=None
             image = ax.imshow(panel["success"], origin="lower", extent=extent, aspect="auto", vmin=0, vmax=1,
                               cmap="viridis", interpolation="nearest")
             if dt_curve is not None:
-                grid = np.linspace(max(0.02, extent[0]), min(0.98, extent[1]), 120)
-                ax.plot(grid, [dt_curve(d, panel["signed"]) for d in grid], color="white", lw=2.2)
-                ax.plot(grid, [dt_curve(d, panel["signed"]) for d in grid], color="crimson", lw=1.2, ls="--",
-                        label="l1 transition (Donoho-Tanner)")
+                grid, curve = _transition(dt_curve, extent, bool(panel["signed"]), curves)
+                ax.plot(grid, curve, color="white", lw=2.2)
+                ax.plot(grid, curve, color="crimson", lw=1.2, ls="--", label="l1 transition (Donoho-Tanner)")
             ax.set_xlim(extent[0], extent[1])
             ax.set_ylim(extent[2], extent[3])
             ax.set_title(panel["label"], fontsize=9)
