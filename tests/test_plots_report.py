@@ -323,8 +323,10 @@ def test_outcomes_are_counted_in_the_status_vocabulary(tiny_report):
     """Every section counts its computations with the six words of implicit_bias.status, and the
     report's totals are the sums; (e) counts one outcome per stored phase trial."""
     _, _, _, summary, _, _ = tiny_report
+    assert "unknown_statuses" not in summary
     for key, entry in summary["figures"].items():
         assert list(entry["statuses"]) == list(STATUSES), key
+        assert "unknown_statuses" not in entry, key  # every word the library produced is in the vocabulary
         with_status = [row for row in entry["rows"] if row.get("status") is not None]
         if key != "e_phase_diagrams":
             assert sum(entry["statuses"].values()) == len(with_status), key
@@ -332,6 +334,14 @@ def test_outcomes_are_counted_in_the_status_vocabulary(tiny_report):
     assert sum(summary["figures"]["e_phase_diagrams"]["statuses"].values()) == trials["total"]
     assert summary["statuses"] == {w: sum(e["statuses"][w] for e in summary["figures"].values()) for w in STATUSES}
     assert summary["checks"]["sections"] == ["b", "c", "d"]
+
+
+def test_a_word_outside_the_vocabulary_is_shown_as_a_defect():
+    from implicit_bias.reproduce.render import outcome_line
+
+    line = outcome_line({word: 0 for word in STATUSES} | {"converged": 3}, {"max_iter": 2})
+    assert line == "3 converged, DEFECT, words outside the status vocabulary: 2 'max_iter'"
+    assert outcome_line({word: 0 for word in STATUSES}) == "no status-bearing computation"
 
 
 def test_unknown_report_configuration_is_rejected(tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import InvalidParameterError
-from ..status import STATUSES, check_status
+from ..status import STATUSES
 
 
 @dataclass(frozen=True)
@@ -80,17 +80,19 @@ class Section:
     def file(self) -> str:
         return f"{self.key}.png"
 
-    def status_counts(self, data) -> dict[str, int]:
-        """How many of the section's computations ended with each word of :data:`~implicit_bias.status.STATUSES`."""
-        words = self.statuses(data) if self.statuses is not None else _rows_statuses(self, data)
-        counts = Counter(check_status(word) for word in words)
-        return {word: counts.get(word, 0) for word in STATUSES}
+    def status_counts(self, data) -> tuple[dict[str, int], dict[str, int]]:
+        """How many of the section's computations ended with each word of :data:`~implicit_bias.status.STATUSES`,
+        and the count of any word outside it (a defect of the code that produced it, shown, never hidden)."""
+        words = Counter(self.statuses(data) if self.statuses is not None else _rows_statuses(self, data))
+        unknown = {word: count for word, count in words.items() if word not in STATUSES}
+        return {word: words.get(word, 0) for word in STATUSES}, unknown
 
     def entry(self, data, wall_s: float) -> dict:
         """The section's part of ``summary.json``."""
+        statuses, unknown = self.status_counts(data)
         return dict(file=self.file, title=self.title, data=self.source, meta=data.get("meta", {}),
                     rows=self.rows(data), **{name: data[name] for name, _ in self.tables},
-                    statuses=self.status_counts(data), wall_s=wall_s)
+                    statuses=statuses, **({"unknown_statuses": unknown} if unknown else {}), wall_s=wall_s)
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,13 @@ def md_table(rows: list[dict], columns: list[tuple]) -> str:
     return "\n".join([head, rule, *body])
 
 
-def outcome_line(counts: dict) -> str:
-    """``"12 converged, 1 budget_exhausted"``: the status words (implicit_bias.status) that occurred."""
+def outcome_line(counts: dict, unknown: dict | None = None) -> str:
+    """``"12 converged, 1 budget_exhausted"``: the status words (implicit_bias.status) that occurred, and
+    any word outside the vocabulary, flagged as a defect."""
     used = [f"{counts[word]} {word}" for word in STATUSES if counts.get(word)]
+    if unknown:
+        used.append("DEFECT, words outside the status vocabulary: "
+                    + ", ".join(f"{count} {word!r}" for word, count in unknown.items()))
     return ", ".join(used) if used else "no status-bearing computation"
 
 
@@ -62,7 +66,7 @@ def checks_line(checks: dict) -> str:
 def section_markdown(section: Section, entry: dict) -> str:
     """One section of ``summary.md``: heading, outcome counts, the section's own text and tables."""
     return "\n".join([f"## ({section.letter}) {entry['file']}: {entry['title']}", "",
-                      f"Data: {entry['data']}. Outcomes: {outcome_line(entry['statuses'])}.", "",
+                      f"Data: {entry['data']}. Outcomes: {outcome_line(entry['statuses'], entry.get('unknown_statuses'))}.", "",
                       section.markdown(entry).rstrip(), ""])
 
 
@@ -77,7 +81,8 @@ def markdown(summary: dict, sections: list[Section]) -> str:
         "",
         f"**Checks:** {checks_line(summary['checks'])}",
         "",
-        f"**Outcomes** (the status words of implicit_bias.status): {outcome_line(summary['statuses'])}.",
+        f"**Outcomes** (the status words of implicit_bias.status): "
+        f"{outcome_line(summary['statuses'], summary.get('unknown_statuses'))}.",
         "",
     ]
     for section in sections:
@@ -106,7 +111,7 @@ def _html_section(section: Section, entry: dict, out: Path) -> list[str]:
     image = base64.b64encode((out / entry["file"]).read_bytes()).decode()
     parts = [f"<h2>({section.letter}) {html.escape(entry['title'])}</h2>"
              f"<p>Data: {html.escape(entry['data'])}; computed in {entry['wall_s']:.1f} s. "
-             f"Outcomes: {html.escape(outcome_line(entry['statuses']))}.</p>",
+             f"Outcomes: {html.escape(outcome_line(entry['statuses'], entry.get('unknown_statuses')))}.</p>",
              f"<img alt='{html.escape(section.key)}' src='data:image/png;base64,{image}'>"]
     for name, heading in section.tables:
         parts.append(f"<h3>{html.escape(heading)}</h3>" + _html_table(entry[name]))
@@ -127,7 +132,7 @@ def write_html(summary: dict, out: Path, sections: list[Section]) -> Path:
         f"preset <b>{html.escape(str(summary['preset']))}</b>; total wall time {summary['wall_s']:.1f} s.</p>",
         f"<p><b>Checks:</b> {html.escape(checks_line(summary['checks']))}</p>",
         f"<p><b>Outcomes</b> (the status words of implicit_bias.status): "
-        f"{html.escape(outcome_line(summary['statuses']))}.</p>",
+        f"{html.escape(outcome_line(summary['statuses'], summary.get('unknown_statuses')))}.</p>",
         f"<p>{html.escape(INTRO)}</p>",
     ]
     for section in sections:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -47,6 +48,7 @@ def reproduce_all(out_dir, *, quick: bool = True, echo: Callable[[str], None] = 
     summary = dict(
         preset=preset, wall_s=time.perf_counter() - started, checks=_combine_checks(checks),
         statuses={word: sum(e["statuses"][word] for e in entries.values()) for word in STATUSES},
+        **_unknown_statuses(entries),
         figures=entries, configs={name: asdict(cfg) for name, cfg in resolved.items() if cfg is not None},
         **{("config" if name == "sparse" else f"{name}_config"): asdict(cfg) for name, cfg in resolved.items()
            if cfg is not None},
@@ -54,7 +56,8 @@ def reproduce_all(out_dir, *, quick: bool = True, echo: Callable[[str], None] = 
     paths = figures + render.write_all(summary, out, chosen)
     checks = summary["checks"]
     echo(f"reproduce: {checks['bounds_hold']}/{checks['bounds_applicable']} applicable bounds hold; "
-         f"gaps monotone in alpha: {checks['gaps_monotone']}; {render.outcome_line(summary['statuses'])}; "
+         f"gaps monotone in alpha: {checks['gaps_monotone']}; "
+         f"{render.outcome_line(summary['statuses'], summary.get('unknown_statuses'))}; "
          f"total {summary['wall_s']:.1f}s")
     return paths
 
@@ -81,6 +84,14 @@ def _run_section(section: Section, config, context: Context, dpi: int):
         path = section.figure(data, context.out / section.file, dpi)
     context.results[section.key] = data
     return path, data, time.perf_counter() - started
+
+
+def _unknown_statuses(entries: dict) -> dict:
+    """``{"unknown_statuses": {word: count}}`` over all sections, or nothing when every word is in the vocabulary."""
+    unknown = Counter()
+    for entry in entries.values():
+        unknown.update(entry.get("unknown_statuses", {}))
+    return {"unknown_statuses": dict(unknown)} if unknown else {}
 
 
 def _combine_checks(checks: list[tuple[str, dict]]) -> dict:
