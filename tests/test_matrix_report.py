@@ -12,12 +12,12 @@ import json
 import numpy as np
 import pytest
 
-from implicit_bias.matrix_report import MATRIX_FIGURES, MatrixReproConfig
 from implicit_bias.matrix_theory import effective_rank
 from implicit_bias.problems import matrix_completion, matrix_sensing
 from implicit_bias.references import min_frobenius, min_nuclear_norm
-from implicit_bias.report import ReproConfig, reproduce_all
-from implicit_bias.experiments.reproduction import PhaseConfig
+from implicit_bias.reproduce import MatrixReproConfig, PhaseConfig, ReproConfig, reproduce_all, sections
+
+MATRIX_FIGURES = {section.letter: section.file for section in sections() if section.group == "matrix"}
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +88,9 @@ def test_singular_value_paths_learn_in_order_and_volume_matches_c11(tiny_matrix_
 
 
 def test_log_volume_of_the_saved_spectrum_is_c11():
-    """``_volume_run`` evaluates C.11 on the saved singular values; check it against the formula
+    """``volume_run`` evaluates C.11 on the saved singular values; check it against the formula
     written out directly, on a matrix with distinct singular values."""
-    from implicit_bias.matrix_report import _volume_run
+    from implicit_bias.reproduce.volume import volume_run
 
     s = np.array([3.0, 2.0, 0.5])
     depth = 3
@@ -105,6 +105,6 @@ def test_log_volume_of_the_saved_spectrum_is_c11():
     class _Res:
         path = _Path()
 
-    run = _volume_run(_Res(), depth, 1.0, 2)
+    run = volume_run(_Res(), depth, 1.0, 2)
     assert np.isnan(run["log_volume"][0])  # coinciding singular values: v = 0, log v = -inf, not drawn
     assert run["log_volume"][1] == pytest.approx(direct, rel=1e-12)

@@ -1,4 +1,4 @@
-"""Figures (plots.py) and the reproduction report (report.py).
+"""Figures (implicit_bias.plots) and the reproduction report (implicit_bias.reproduce).
 
 The plotting tests check that each function writes a real PNG of the promised size. The report
 test runs ``reproduce_all`` on the tiny preset once and checks the numbers it wrote against the
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from dataclasses import dataclass
 
 import matplotlib.image
 import numpy as np
@@ -19,8 +21,16 @@ from implicit_bias.errors import InvalidParameterError
 from implicit_bias.problems import gaussian_sparse
 from implicit_bias.references import l1_optimum, min_weighted_l1
 from implicit_bias.experiments.reproduction import PhaseConfig
-from implicit_bias.report import FIGURES, ReproConfig, reproduce_all
+from implicit_bias._validation import jsonable
+from implicit_bias.plots.common import new_figure, save
+from implicit_bias.reproduce import (CONFIG_GROUPS, ReproConfig, Section, register, register_config, reproduce_all,
+                                     sections, unregister)
+from implicit_bias.status import STATUSES
 from implicit_bias.theory import epsilon_bound, weights_general_init
+
+
+# the PNGs of the sparse sections (a)-(d), the ones a custom ReproConfig runs besides (e)
+FIGURES = {section.letter: section.file for section in sections() if section.group == "sparse"}
 
 
 def _assert_png(path, figsize, dpi):
@@ -67,20 +77,62 @@ def test_plot_general_init_writes_png(tmp_path):
 # ----------------------------------------------------------------------------- report
 
 
+@dataclass(frozen=True)
+class ProbeConfig:
+    """The configuration group of the probe section: presets as every group has them."""
+
+    values: tuple[float, ...] = (3.0, 1.0, 2.0)
+
+    @classmethod
+    def quick(cls) -> "ProbeConfig":
+        return cls()
+
+    full = quick
+
+
+def probe_section(seen: dict) -> Section:
+    """A toy section registered by the test: it records the data of the sections computed before it
+    (``context.results``) into ``seen``, and draws its own values."""
+
+    def compute(cfg, context):
+        seen.update(context.results)
+        return dict(values=np.asarray(cfg.values), meta=dict(count=len(cfg.values)))
+
+    def rows(data):
+        return [dict(i=i, value=float(v), status="converged" if v > 1.5 else "stalled")
+                for i, v in enumerate(data["values"])]
+
+    def figure(data, path, dpi):
+        fig = new_figure((4.0, 3.0))
+        fig.subplots().plot(data["values"], label="probe values")
+        return save(fig, path, dpi)
+
+    return Section(key="z_probe", title="a probe section", group="probe", source="the test",
+                   compute=compute, rows=rows, figure=figure,
+                   markdown=lambda entry: f"{entry['meta']['count']} probe values.")
+
+
 @pytest.fixture(scope="module")
 def tiny_report(tmp_path_factory):
+    """One tiny report, with a probe section (z) plugged in through the registry and removed after."""
     out = tmp_path_factory.mktemp("repro")
     cfg = ReproConfig.tiny()
-    lines = []
-    paths = reproduce_all(out, config=cfg, phase=PhaseConfig.tiny(), echo=lines.append)
+    lines, seen = [], {}
+    register_config("probe", ProbeConfig)
+    register(probe_section(seen))
+    try:
+        paths = reproduce_all(out, config=cfg, phase=PhaseConfig.tiny(), probe=ProbeConfig(), echo=lines.append)
+    finally:
+        unregister("z_probe")
+        CONFIG_GROUPS.pop("probe")
     summary = json.loads((out / "summary.json").read_text())
-    return out, cfg, paths, summary, lines
+    return out, cfg, paths, summary, lines, seen
 
 
 def test_reproduce_all_writes_every_figure_and_summary(tiny_report):
-    out, cfg, paths, summary, lines = tiny_report
-    assert [p.name for p in paths] == [*FIGURES.values(), "e_phase_diagrams.png", "summary.json", "summary.md",
-                                       "report.html"]
+    out, cfg, paths, summary, lines, _ = tiny_report
+    assert [p.name for p in paths] == [*FIGURES.values(), "e_phase_diagrams.png", "z_probe.png", "summary.json",
+                                       "summary.md", "report.html"]
     for name in FIGURES.values():
         image = matplotlib.image.imread(out / name)
         assert image.ndim == 3 and min(image.shape[:2]) > 100
@@ -97,7 +149,7 @@ def test_reproduce_all_writes_every_figure_and_summary(tiny_report):
 @pytest.mark.parametrize("key, signed", [("b_l1_gap_positive", False), ("c_l1_gap_signed", True)])
 def test_l1_gaps_obey_the_epsilon_bound(tiny_report, key, signed):
     """Theorems A.2 / A.4: 0 <= (||x_inf||_1 - Q)/Q <= eps with beta_1 = (1 or 2) n alpha^N, beta_min = alpha^N."""
-    _, cfg, _, summary, _ = tiny_report
+    _, cfg, _, summary, _, _ = tiny_report
     figure = summary["figures"][key]
     problem = gaussian_sparse(cfg.n, cfg.m, cfg.s, signed=signed, seed=cfg.seed)
     Q = l1_optimum(problem.A, problem.y, nonneg=not signed)  # independent of the report's polishing
@@ -121,7 +173,7 @@ def test_l1_gaps_obey_the_epsilon_bound(tiny_report, key, signed):
 
 @pytest.mark.parametrize("key", ["b_l1_gap_positive", "c_l1_gap_signed"])
 def test_gap_shrinks_with_alpha_and_simulation_agrees_with_limit(tiny_report, key):
-    _, cfg, _, summary, _ = tiny_report
+    _, cfg, _, summary, _, _ = tiny_report
     rows = summary["figures"][key]["rows"]
     for N in cfg.depths:
         limit = sorted((r for r in rows if r["depth"] == N and r["source"] == "limit"), key=lambda r: -r["alpha"])
@@ -139,7 +191,7 @@ def test_gap_shrinks_with_alpha_and_simulation_agrees_with_limit(tiny_report, ke
 
 
 def test_trajectories_reach_the_l1_optimum(tiny_report):
-    _, cfg, _, summary, _ = tiny_report
+    _, cfg, _, summary, _, _ = tiny_report
     figure = summary["figures"]["a_trajectories"]
     problem = gaussian_sparse(cfg.traj_n, cfg.traj_m, cfg.traj_s, signed=False, seed=cfg.seed)
     Q = l1_optimum(problem.A, problem.y, nonneg=True)
@@ -156,7 +208,7 @@ def test_trajectories_reach_the_l1_optimum(tiny_report):
 
 def test_general_init_tends_to_weighted_l1_solution(tiny_report):
     """SPEC A.6 / Theorem A.3: x_inf -> argmin_{S_+} sum u^(2/N-1) z as lambda -> 0, and (A.18) holds."""
-    _, cfg, _, summary, _ = tiny_report
+    _, cfg, _, summary, _, _ = tiny_report
     figure = summary["figures"]["d_general_init"]
     meta = figure["meta"]
     N = meta["depth"]
@@ -181,7 +233,7 @@ def test_general_init_tends_to_weighted_l1_solution(tiny_report):
 
 
 def test_summary_checks_count_every_applicable_bound(tiny_report):
-    _, _, _, summary, _ = tiny_report
+    _, _, _, summary, _, _ = tiny_report
     checks = summary["checks"]
     assert checks["bounds_applicable"] > 0
     assert checks["bounds_hold"] == checks["bounds_applicable"]
@@ -197,7 +249,7 @@ def test_repro_config_validation():
 def test_phase_diagrams_are_consistent_with_theory(tiny_report):
     """l1 recovers far below the Donoho-Tanner curve, the minimum-l2 solution never recovers a
     sparse signal (m < n), and the simulated flow ends at the oracle's limit."""
-    out, _, _, summary, _ = tiny_report
+    out, _, _, summary, _, _ = tiny_report
     section = summary["figures"]["e_phase_diagrams"]
     rows = section["rows"]
     l1 = [r for r in rows if r["method"].startswith("l1") and r["rho"] < 0.5 * r["dt_rho"]]
@@ -208,13 +260,90 @@ def test_phase_diagrams_are_consistent_with_theory(tiny_report):
     assert html.count("data:image/png;base64,") == len(summary["figures"])
 
 
-def test_reproduce_resumes_from_its_store(tiny_report):
-    out, cfg, _, summary, _ = tiny_report
+def test_reproduce_resumes_from_its_store(tiny_report, tmp_path):
+    out, cfg, _, summary, _, _ = tiny_report
     lines = []
-    reproduce_all(out, config=cfg, phase=PhaseConfig.tiny(), echo=lines.append)
+    # a copy of the first run's store, so that the first run's outputs stay as they are for other tests
+    for path in out.glob("store.sqlite*"):  # with any WAL files
+        shutil.copy(path, tmp_path / path.name)
+    reproduce_all(tmp_path, config=cfg, phase=PhaseConfig.tiny(), echo=lines.append)
     trials = [line for line in lines if line.startswith("reproduce: (e)")]
     assert trials and all("trials (" in line for line in trials)
     for line in trials:  # "... K trials (K from the store)": everything was stored by the first run
         total = int(line.split(": ")[-1].split(" trials")[0])
         skipped = int(line.split("(")[-1].split(" from")[0])
         assert total == skipped
+
+
+# ----------------------------------------------------------------------------- the registry of sections
+
+
+def test_registry_holds_sections_a_to_j_in_order(tiny_report):
+    assert [s.key for s in sections()] == [
+        "a_trajectories", "b_l1_gap_positive", "c_l1_gap_signed", "d_general_init", "e_phase_diagrams",
+        "f_weight_norm", "g_matrix_sensing", "h_singular_values", "i_matrix_completion", "j_intrinsic_volume",
+    ]  # the probe section of the fixture is gone again
+    assert [s.file for s in sections()][:4] == list(FIGURES.values())
+    with pytest.raises(InvalidParameterError, match="already registered"):
+        register(sections()[0])
+
+
+def test_a_registered_section_appears_in_every_output(tiny_report):
+    """The probe section was registered by the test only: reproduce_all ran it after (e), and its figure,
+    rows, status counts and text reached summary.json, summary.md and report.html."""
+    out, _, _, summary, lines, _ = tiny_report
+    entry = summary["figures"]["z_probe"]
+    assert entry["rows"] == [dict(i=0, value=3.0, status="converged"), dict(i=1, value=1.0, status="stalled"),
+                             dict(i=2, value=2.0, status="converged")]
+    assert entry["statuses"] == {word: {"converged": 2, "stalled": 1}.get(word, 0) for word in STATUSES}
+    assert entry["data"] == "the test" and entry["meta"] == {"count": 3}
+    assert matplotlib.image.imread(out / "z_probe.png").shape[:2] == plots.image_size((4.0, 3.0), ReproConfig.tiny().dpi)
+    markdown = (out / "summary.md").read_text()
+    assert "## (z) z_probe.png: a probe section" in markdown and "3 probe values." in markdown
+    assert "2 converged, 1 stalled" in markdown
+    assert "a probe section" in (out / "report.html").read_text()
+    assert "reproduce: section (z) a probe section" in lines
+    assert summary["probe_config"] == {"values": [3.0, 1.0, 2.0]}
+
+
+def test_rows_and_figures_come_from_the_computed_data_alone(tiny_report, tmp_path):
+    """The probe saw the data of (a)-(e) as computed; each section's rows of that data are the rows of
+    the summary, and its figure drawn again from that data alone is the report's figure, pixel for pixel."""
+    out, cfg, _, summary, _, seen = tiny_report
+    assert sorted(seen) == [s.key for s in sections() if s.group in ("sparse", "phase")]
+    for section in sections():
+        if section.key not in seen:
+            continue
+        assert jsonable(section.rows(seen[section.key])) == summary["figures"][section.key]["rows"], section.key
+        again = section.figure(seen[section.key], tmp_path / section.file, cfg.dpi)
+        assert np.array_equal(matplotlib.image.imread(again), matplotlib.image.imread(out / section.file)), section.key
+
+
+def test_outcomes_are_counted_in_the_status_vocabulary(tiny_report):
+    """Every section counts its computations with the six words of implicit_bias.status, and the
+    report's totals are the sums; (e) counts one outcome per stored phase trial."""
+    _, _, _, summary, _, _ = tiny_report
+    assert "unknown_statuses" not in summary
+    for key, entry in summary["figures"].items():
+        assert list(entry["statuses"]) == list(STATUSES), key
+        assert "unknown_statuses" not in entry, key  # every word the library produced is in the vocabulary
+        with_status = [row for row in entry["rows"] if row.get("status") is not None]
+        if key != "e_phase_diagrams":
+            assert sum(entry["statuses"].values()) == len(with_status), key
+    trials = summary["figures"]["e_phase_diagrams"]["meta"]["trials"]
+    assert sum(summary["figures"]["e_phase_diagrams"]["statuses"].values()) == trials["total"]
+    assert summary["statuses"] == {w: sum(e["statuses"][w] for e in summary["figures"].values()) for w in STATUSES}
+    assert summary["checks"]["sections"] == ["b", "c", "d"]
+
+
+def test_a_word_outside_the_vocabulary_is_shown_as_a_defect():
+    from implicit_bias.reproduce.render import outcome_line
+
+    line = outcome_line({word: 0 for word in STATUSES} | {"converged": 3}, {"max_iter": 2})
+    assert line == "3 converged, DEFECT, words outside the status vocabulary: 2 'max_iter'"
+    assert outcome_line({word: 0 for word in STATUSES}) == "no status-bearing computation"
+
+
+def test_unknown_report_configuration_is_rejected(tmp_path):
+    with pytest.raises(InvalidParameterError, match="unknown report configuration"):
+        reproduce_all(tmp_path, config=ReproConfig.tiny(), colour="blue", echo=lambda line: None)

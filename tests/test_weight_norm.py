@@ -327,10 +327,12 @@ def test_cli_run_sparse_weight_norm():
 
 
 def test_report_section_weight_norm(tmp_path):
-    from implicit_bias.report import WNReproConfig, _weight_norm_markdown, weight_norm_section
+    from implicit_bias.reproduce import WNReproConfig, run_section
+    from implicit_bias.reproduce.render import section_markdown
+    from implicit_bias.reproduce.weight_norm import SECTION
 
     lines = []
-    path, section = weight_norm_section(WNReproConfig.tiny(), tmp_path, 50, lines.append)
+    path, section = run_section(SECTION, WNReproConfig.tiny(), tmp_path, dpi=50, echo=lines.append)
     assert path.exists() and path.name == "f_weight_norm.png"
     meta = section["meta"]
     assert meta["bounds_applicable"] >= 1 and meta["bounds_hold"] == meta["bounds_applicable"]
@@ -338,19 +340,21 @@ def test_report_section_weight_norm(tmp_path):
     wn = [row for row in section["rows"] if row["kind"] == "wn"]
     plain = [row for row in section["rows"] if row["kind"] == "plain"]
     assert wn and plain and all(row["v_norm_drift"] <= 1e-7 for row in wn)  # the report integrates at rtol 1e-9
-    assert "(f) f_weight_norm.png" in _weight_norm_markdown(section)
+    assert "(f) f_weight_norm.png" in section_markdown(SECTION, section)
 
 
 def test_report_section_explains_unconverged_runs(tmp_path):
-    from implicit_bias.report import WNReproConfig, _weight_norm_markdown, weight_norm_section
+    from implicit_bias.reproduce import WNReproConfig, run_section
+    from implicit_bias.reproduce.render import section_markdown
+    from implicit_bias.reproduce.weight_norm import SECTION
 
     cfg = WNReproConfig(n=100, m=40, s=5, depth=3, r0s=(1.0,), eta_rs=(0.05,), rho_eta_rs=(1.0,), max_wall=0.3)
-    _, section = weight_norm_section(cfg, tmp_path, 40, lambda line: None)
+    _, section = run_section(SECTION, cfg, tmp_path, dpi=40, echo=lambda line: None)
     bad = section["meta"]["not_converged"]
     assert bad and "NOT the limit" in bad[0]["why"]
     row = next(r for r in section["rows"] if r["kind"] == "wn")
     assert row["gap"] is None and row["bound_holds"] is None
-    assert "no limit reported" in _weight_norm_markdown(section)
+    assert "no limit reported" in section_markdown(SECTION, section)
 
 
 @pytest.mark.slow
@@ -358,11 +362,12 @@ def test_reproduce_all_includes_weight_norm_section(tmp_path):
     import json
 
     from implicit_bias.experiments.reproduction import PhaseConfig
-    from implicit_bias.report import ReproConfig, WNReproConfig, reproduce_all
+    from implicit_bias.reproduce import ReproConfig, WNReproConfig, reproduce_all
 
     paths = reproduce_all(tmp_path, config=ReproConfig.tiny(), phase=PhaseConfig.tiny(), echo=lambda line: None,
                           weight_norm=WNReproConfig.tiny())
-    assert paths[-1].name == "f_weight_norm.png"
+    # the section PNGs in order, then summary.json, summary.md, report.html: (f) is the last section run
+    assert [p.name for p in paths][-4:] == ["f_weight_norm.png", "summary.json", "summary.md", "report.html"]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert "f_weight_norm" in summary["figures"]
     assert "weight normalisation" in (tmp_path / "summary.md").read_text()

@@ -375,7 +375,7 @@ def plot(store_path, kind, out, debug):
     """Plot the trials of a store (phase diagrams, or l1 gap vs alpha of sparse trials)."""
     from pathlib import Path
 
-    from .report import plot_store
+    from .plots import plot_store
 
     out = out or str(Path(store_path).with_name(f"{Path(store_path).stem}_{kind}.png"))
     try:
@@ -393,11 +393,11 @@ def plot(store_path, kind, out, debug):
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="use an existing Dask cluster")
 @click.option("--debug", is_flag=True)
 def reproduce(quick, out_dir, workers, scheduler, debug):
-    """Reproduce the talk's sparse-recovery numerics into OUT: PNGs, summary, report.html.
+    """Reproduce the talk's numerics (every report section, SPEC A-C) into OUT: PNGs, summary, report.html.
 
     The phase-diagram sweeps go through OUT/store.sqlite; rerunning resumes from it.
     """
-    from .report import reproduce_all
+    from .reproduce import reproduce_all
 
     try:
         paths = reproduce_all(out_dir, quick=quick, echo=click.echo, workers=workers, scheduler=scheduler)

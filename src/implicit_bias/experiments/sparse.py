@@ -51,7 +51,7 @@ class SparseTrial:
 
 
 def sparse_trial(trial: SparseTrial, problem: SparseRecovery | None = None) -> dict:
-    """Run ``trial`` and compare its end point with the theory.
+    """Run ``trial`` and compare its end point with the theory (:func:`compare`).
 
     Distances are relative l2 distances. ``l1_min`` is ``Q_+`` (positive model) or ``Q``
     (signed), by the HiGHS LP; the bound is (A.15) with (A.19) for the signed model, and
@@ -62,7 +62,6 @@ def sparse_trial(trial: SparseTrial, problem: SparseRecovery | None = None) -> d
     init = Init.uniform(trial.alpha)
     # References first: an infeasible positive problem fails here, before any simulation.
     x_l1 = min_l1(problem.A, problem.y, nonneg=not trial.signed)
-    Q = float(np.sum(np.abs(x_l1)))
     predicted = predict_limit(problem, model, init)
     started = time.perf_counter()
     if trial.method == "limit":
@@ -83,30 +82,11 @@ def sparse_trial(trial: SparseTrial, problem: SparseRecovery | None = None) -> d
         grad_evals, matvecs, steps, t = result.grad_evals, result.matvecs, result.steps, result.t
         step, suggested, drift = result.step, result.suggested_step, result.invariant_drift
         wall = time.perf_counter() - started
-    finite = bool(np.all(np.isfinite(x)))
-    l1_norm = float(np.sum(np.abs(x))) if finite else float("inf")
-    eps = None
-    holds = None
-    if trial.depth >= 2:
-        beta_1, beta_min = beta_constants(model.initial_product(init, problem.n))
-        eps_value = epsilon_bound(trial.depth, beta_1, beta_min, Q)
-        if np.isfinite(eps_value):
-            eps = float(eps_value)
-            # The theorem speaks of the limit: judge it only for converged runs.
-            holds = bound_holds(l1_norm, Q, eps_value) if status == "converged" else None
     return {
         **asdict(trial),
         "status": status,
         "message": message,
-        "residual": problem.residual(x) if finite else None,
-        "l1_norm": l1_norm if finite else None,
-        "l1_min": Q,
-        "l1_gap": (l1_norm - Q) / Q if finite else None,
-        "epsilon_bound": eps,
-        "bound_holds": holds,
-        "dist_l1_min": _relative_distance(x, x_l1) if finite else None,
-        "dist_predicted": _relative_distance(x, predicted.x) if finite else None,
-        "error_true": problem.error_true(x) if finite else None,
+        **compare(problem, x, status, model=model, init=init, x_l1=x_l1, predicted=predicted.x),
         "predicted_kkt": predicted.kkt,
         "grad_evals": int(grad_evals),
         "matvecs": int(matvecs),
@@ -117,6 +97,40 @@ def sparse_trial(trial: SparseTrial, problem: SparseRecovery | None = None) -> d
         "invariant_drift": drift,
         "wall_s": wall,
         "x": [float(v) for v in x],
+    }
+
+
+def compare(problem: SparseRecovery, x, status: str, *, model: Hadamard, init: Init, x_l1, predicted) -> dict:
+    """The comparison step of a sparse trial: the end point ``x`` against the theory.
+
+    ``x_l1`` is the l1 minimiser (``Q_+`` for the positive model, ``Q`` for the signed one) and
+    ``predicted`` the oracle's exact limit from ``init``. Returns the relative residual, ``||x||_1``,
+    ``l1_min = Q``, the relative l1 gap ``(||x||_1 - Q)/Q``, the epsilon bound of (A.15) with
+    ``(beta_1, beta_min)`` of the initial product (A.19 for the signed model; ``None`` for depth 1
+    or when ``beta_1 >= Q``), whether the gap is within it (judged only for a ``converged`` ``x``:
+    the theorem speaks of the limit), and the relative l2 distances to the l1 minimiser, to the
+    predicted limit and to the ground truth. A non-finite ``x`` gives ``None`` for its metrics.
+    """
+    Q = float(np.sum(np.abs(x_l1)))
+    finite = bool(np.all(np.isfinite(x)))
+    l1_norm = float(np.sum(np.abs(x))) if finite else float("inf")
+    eps = holds = None
+    if model.depth >= 2:
+        beta_1, beta_min = beta_constants(model.initial_product(init, problem.n))
+        eps_value = epsilon_bound(model.depth, beta_1, beta_min, Q)
+        if np.isfinite(eps_value):
+            eps = float(eps_value)
+            holds = bound_holds(l1_norm, Q, eps_value) if status == "converged" else None
+    return {
+        "residual": problem.residual(x) if finite else None,
+        "l1_norm": l1_norm if finite else None,
+        "l1_min": Q,
+        "l1_gap": (l1_norm - Q) / Q if finite else None,
+        "epsilon_bound": eps,
+        "bound_holds": holds,
+        "dist_l1_min": _relative_distance(x, x_l1) if finite else None,
+        "dist_predicted": _relative_distance(x, predicted) if finite else None,
+        "error_true": problem.error_true(x) if finite else None,
     }
 
 
