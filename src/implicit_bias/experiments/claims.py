@@ -14,6 +14,7 @@ import socket
 import uuid
 from pathlib import Path
 
+MOUNTS = "/proc/mounts"  # the mount table read by filesystem_type
 # Filesystems on which SQLite's WAL (shared memory and POSIX locks across processes) is unsafe.
 NETWORK_FILESYSTEMS = frozenset({
     "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "9p", "afs", "ceph", "glusterfs", "lustre", "gpfs",
@@ -67,7 +68,7 @@ def filesystem_type(path: str | os.PathLike, mounts: str | None = None) -> str |
     ``/proc/mounts``, or in ``mounts``, text in that format); None when unknown."""
     if mounts is None:
         try:
-            mounts = Path("/proc/mounts").read_text()
+            mounts = Path(MOUNTS).read_text()
         except OSError:
             return None
     target = os.path.realpath(path)

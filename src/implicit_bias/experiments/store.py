@@ -100,7 +100,7 @@ def _explain(exc: sqlite3.Error, path: Path, action: str) -> StoreError:
         text = (f"cannot {action} the store {path}: the disk is full or failing {said}; the trials already "
                 f"stored are kept: free space and rerun to resume")
     elif name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-        text = (f"{path} is not an implicit-bias store or is corrupt {said}; restore it from a backup "
+        text = (f"{path} is corrupt or not an implicit-bias store {said}; restore it from a backup "
                 f"(sqlite3 {path.name} .recover salvages what it can)")
     elif name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         text = f"the store {path} stayed locked by another process for 30 s {said}; retry when it is idle"
@@ -188,7 +188,9 @@ class SQLiteStore:
         try:
             tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not an implicit-bias store (SQLite says: {exc})") from exc
+            if (getattr(exc, "sqlite_errorname", "") or "").startswith("SQLITE_NOTADB"):
+                raise StoreError(f"{self.path} is not an implicit-bias store (SQLite says: {exc})") from exc
+            raise
         if not tables:
             if not create or self.readonly:
                 raise StoreError(f"{self.path} is empty, not an implicit-bias store")
@@ -336,6 +338,10 @@ class SQLiteStore:
 
     def counts(self) -> dict[str, int]:
         return dict(self._rows("SELECT status, COUNT(*) FROM trials GROUP BY status"))
+
+    def by_experiment(self) -> list[tuple[str, str, int]]:
+        """(experiment, trial state, count) of the stored rows."""
+        return self._rows("SELECT experiment, status, COUNT(*) FROM trials GROUP BY 1, 2 ORDER BY 1, 2")
 
     def integrity(self) -> str:
         return self._rows("PRAGMA integrity_check")[0][0]
