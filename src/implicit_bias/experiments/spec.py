@@ -70,7 +70,7 @@ def _check_size(cases: list, grid: dict, seeds) -> None:
     total = math.prod(size for _, size in factors)
     if total > MAX_TRIALS:
         largest, size = max(factors, key=lambda factor: factor[1])
-        shape = " x ".join(f"{size} {name}" for name, size in factors if size > 1)
+        shape = " x ".join(f"{size:,} {name}" for name, size in factors if size > 1)
         _fail(f"the spec expands to {total:,} trials ({shape}), over the limit of {MAX_TRIALS:,}: shrink "
               f"{largest!r} ({size:,} values) or split the sweep into several specs on one store")
 
