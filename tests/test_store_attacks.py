@@ -28,7 +28,14 @@ import pytest
 from click.testing import CliRunner
 
 from implicit_bias.cli import main
-from implicit_bias.experiments import EXPERIMENTS, Experiment, SQLiteStore, StoreError, load_spec, run_sweep
+from implicit_bias.experiments import (
+    EXPERIMENTS,
+    Experiment,
+    SQLiteStore,
+    StoreError,
+    load_spec,
+    run_sweep,
+)
 from implicit_bias.experiments import claims as claims_module
 from implicit_bias.experiments.store import StoreWarning, package_version
 from implicit_bias.experiments.sweep import pending_tasks

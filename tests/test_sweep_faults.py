@@ -27,7 +27,13 @@ from click.testing import CliRunner
 
 from implicit_bias.cli import main
 from implicit_bias.experiments import (
-    EXPERIMENTS, DaskExecutor, Experiment, SerialExecutor, SQLiteStore, load_spec, run_sweep,
+    EXPERIMENTS,
+    DaskExecutor,
+    Experiment,
+    SerialExecutor,
+    SQLiteStore,
+    load_spec,
+    run_sweep,
 )
 
 # A phase diagram at n = 200 (the exact limit and the l1 LP: 5-15 ms a trial) ...

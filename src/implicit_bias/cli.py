@@ -315,55 +315,6 @@ def sweep(spec_file, overrides, store_path, workers, scheduler, retry_failed, de
                f"{summary.failed} failed{busy} in {summary.wall_s:.1f}s -> {store_path or spec.store}")
 
 
-def _store_report(store, spec_file) -> dict:
-    """Everything ``status`` shows about a store, as one JSON-able dict."""
-    from .experiments import get_experiment, load_spec
-    from .experiments.store import package_version
-    from .experiments.sweep import pending_tasks
-
-    counts = store.counts()
-    stale = 0
-    for experiment, version, numerics, count in store.versions():
-        try:
-            current = get_experiment(experiment).numerics
-        except ImplicitBiasError:
-            current = None
-        stale += count if (version != package_version() or numerics != current) else 0
-    return {
-        "store": str(store.path), "schema": store.schema, "integrity": store.integrity(),
-        "done": counts.get("done", 0), "failed": counts.get("failed", 0),
-        "pending": len(pending_tasks(load_spec(spec_file), store)[0]) if spec_file else None,
-        "result_statuses": store.result_statuses(),
-        "failures": [{"count": count, "error": error} for error, count in store.failures()],
-        "stale": stale,
-        "running": sum(store.live_claims().values()),
-        "environments": [{"count": count, **json.loads(text)} for text, count in store.environments()],
-        "by_experiment": [{"experiment": e, "status": s, "count": c} for e, s, c in store.by_experiment()],
-    }
-
-
-def _print_store_report(report: dict) -> None:
-    pending = f", {report['pending']} pending" if report["pending"] is not None else ""
-    click.echo(f"store {report['store']}: {report['done']} done, {report['failed']} failed{pending}; "
-               f"integrity {report['integrity']}")
-    if report["result_statuses"]:
-        words = ", ".join(f"{count} {word}" for word, count in report["result_statuses"].items())
-        click.echo(f"done trials by numerical status: {words}")
-    if report["failures"]:
-        click.echo("failed trials (the trial raised; sweep --retry-failed reruns them):")
-        for failure in report["failures"]:
-            click.echo(f"  {failure['count']:>6} x {failure['error']}")
-    if report["stale"]:
-        click.echo(f"{report['stale']} trials were computed by another package or numerics version: kept, not reused")
-    if report["running"]:
-        click.echo(f"{report['running']} trials are claimed by a sweep running now")
-    for env in report["environments"]:
-        click.echo(f"computed with python {env['python']}, numpy {env['numpy']}, scipy {env['scipy']}, "
-                   f"BLAS {'; '.join(env['blas']) or '-'}: {env['count']} trials")
-    for row in report["by_experiment"]:
-        click.echo(f"  {row['experiment']:<12} {row['status']:<7} {row['count']}")
-
-
 @main.command()
 @click.argument("store_path", type=click.Path(dir_okay=False))
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False), default=None, help="also count the spec's pending trials")
@@ -373,16 +324,14 @@ def status(store_path, spec_file, as_json, debug):
     """Summarise a store: done, failed (with their errors), numerical statuses, environments and
     (with --spec) pending trials. Never modifies the store."""
     from .experiments import SQLiteStore
+    from .experiments.summary import report_lines, store_report
 
     try:
         with SQLiteStore(store_path, create=False, readonly=True) as store:
-            report = _store_report(store, spec_file)
+            report = store_report(store, spec_file)
     except ImplicitBiasError as exc:
         _fail(str(exc), debug)
-    if as_json:
-        click.echo(json.dumps(report))
-    else:
-        _print_store_report(report)
+    click.echo(json.dumps(report) if as_json else "\n".join(report_lines(report)))
 
 
 @main.command()

@@ -75,6 +75,19 @@ def _check_size(cases: list, grid: dict, seeds) -> None:
               f"{largest!r} ({size:,} values) or split the sweep into several specs on one store")
 
 
+def _seeds(value, cases: list, grid: dict) -> tuple:
+    """The ``seeds`` field (a count or a list) as a tuple, after checking the sweep's size."""
+    if isinstance(value, bool) or not isinstance(value, (int, list)):
+        _fail(f"field 'seeds' must be a count or a list of ints; got {value!r}")
+    _check_size(cases, grid, value)
+    seeds = tuple(range(value)) if isinstance(value, int) else tuple(value)
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        _fail(f"field 'seeds' must be a positive count or a non-empty list of non-negative ints; got {value!r}")
+    if len(set(seeds)) != len(seeds):
+        _fail(f"field 'seeds' lists a seed more than once: {value!r}")
+    return seeds
+
+
 def parse_override(text: str) -> tuple[str, object]:
     """``key=value`` with a TOML value (``n=200``, ``method="flow"``, ``grid.delta=[0.1,0.2]``)."""
     if "=" not in text:
@@ -147,18 +160,10 @@ def load_spec(source: str | Path | dict, overrides: list[str] = ()) -> SweepSpec
             _fail(f"field 'grid.{name}' must be a list of values; got {values!r}")
         if not values:
             _fail(f"field 'grid.{name}' is an empty list: the sweep would have no trials")
-    seeds = data.get("seeds", 1)
-    if isinstance(seeds, bool) or not isinstance(seeds, (int, list)):
-        _fail(f"field 'seeds' must be a count or a list of ints; got {seeds!r}")
     for name in ("store", "description"):
         if name in data and not isinstance(data[name], str):
             _fail(f"field {name!r} must be a string; got {data[name]!r}")
-    _check_size(cases, grid, seeds)
-    seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-        _fail(f"field 'seeds' must be a positive count or a non-empty list of non-negative ints; got {data.get('seeds')!r}")
-    if len(set(seeds)) != len(seeds):
-        _fail(f"field 'seeds' lists a seed more than once: {data.get('seeds')!r}")
+    seeds = _seeds(data.get("seeds", 1), cases, grid)
     spec = SweepSpec(experiment=experiment.name, fixed=fixed, grid=grid, cases=tuple(cases), seeds=seeds,
                      store=str(data.get("store", "sweep.sqlite")), description=str(data.get("description", "")))
     try:
