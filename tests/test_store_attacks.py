@@ -223,6 +223,9 @@ def concurrent_sweeps(tmp_path, parties: int, seeds: int, kill_one: bool = False
     pids = {line.split(" ", 1)[0] for line in lines}
     with SQLiteStore(store, readonly=True) as opened:
         integrity, stored, claims = opened.integrity(), len(opened.keys()), opened.live_claims()
+    twice = sum(count - 1 for count in per_trial.values())
+    print(f"attack: {parties} sweeps{' (one killed)' if kill_one else ''}: {len(per_trial)}/{PER_SEED * seeds} "
+          f"computed, {stored} stored, {twice} computed twice, integrity {integrity}")  # shown with -s
     return {"total": PER_SEED * seeds, "stored": stored, "integrity": integrity, "per_trial": per_trial,
             "workers": len(pids), "claims_left": claims, "outputs": [out for out, _ in outputs]}
 
