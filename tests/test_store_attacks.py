@@ -267,6 +267,22 @@ def test_claims_of_a_dead_sweep_are_taken_over_and_live_ones_are_left(tmp_path):
     assert run_sweep(spec, store_path=store, progress=False).done == 2
 
 
+def test_claim_owners_are_alive_by_process_on_this_host_and_by_lease_elsewhere():
+    import socket
+
+    now = 1000.0
+    mine = claims_module.new_owner()
+    host, pid, start, nonce = mine.rsplit(":", 3)
+    assert int(pid) == os.getpid() and claims_module.owner_pid(mine) == os.getpid()
+    assert claims_module.owner_alive(mine, expires_at=0.0, now=now)  # alive: the lease does not matter
+    if start:  # with /proc: the same pid with another start time is a recycled pid, not the owner
+        assert not claims_module.owner_alive(f"{host}:{pid}:{int(start) + 1}:{nonce}", expires_at=now + 60, now=now)
+    elsewhere = f"not-{socket.gethostname()}:{pid}:{start}:{nonce}"
+    assert claims_module.owner_alive(elsewhere, expires_at=now + 1, now=now)  # another host: its lease
+    assert not claims_module.owner_alive(elsewhere, expires_at=now - 1, now=now)
+    assert not claims_module.owner_alive("garbage", expires_at=now - 1, now=now)
+
+
 # --------------------------------------------------------------------------------------------
 # read-only, full disk, newer/older schema, corruption: exit 2, one line, rows kept
 

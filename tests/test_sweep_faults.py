@@ -257,7 +257,9 @@ class KillOneWorker:
         self.results_after_kill = 0
 
     def run(self, tasks):
-        for count, item in enumerate(self.executor.run(tasks), start=1):
+        # every task submitted at once (not two per worker at a time): the kill must find the
+        # victim with work queued, however fast the trials are
+        for count, item in enumerate(self.executor.run(tasks, window=10**6), start=1):
             yield item  # run_sweep stores it before asking for the next one
             if count == self.after:
                 self._kill()

@@ -104,7 +104,8 @@ class DaskExecutor:
     def batch(self) -> int:
         return max(1, sum(self.client.nthreads().values()))
 
-    def run(self, tasks: Iterable[tuple[str, str, dict]]) -> Iterator[tuple[str, dict]]:
+    def run(self, tasks: Iterable[tuple[str, str, dict]], window: int | None = None) -> Iterator[tuple[str, dict]]:
+        """``window``: tasks in flight at a time (default: two per worker thread)."""
         from dask.distributed import as_completed
 
         tasks = iter(tasks)
@@ -118,7 +119,7 @@ class DaskExecutor:
                 running.add(future)
                 return
 
-        for _ in range(2 * self.batch):
+        for _ in range(window or 2 * self.batch):
             submit()
         for future in running:
             key = futures.pop(future)
