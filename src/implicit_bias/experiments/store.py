@@ -35,6 +35,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from .._validation import jsonable as _clean
 from ..errors import ImplicitBiasError
@@ -155,7 +156,7 @@ class SQLiteStore:
     def _connect(self) -> sqlite3.Connection:
         if not self.readonly:
             return sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-        uri = f"file:{self.path.resolve()}?mode=ro"
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
         wal = Path(f"{self.path}-wal")
         if not os.access(self.path.parent, os.W_OK) and not wal.exists():
             uri += "&immutable=1"  # nobody can write without the -wal file: the file cannot change

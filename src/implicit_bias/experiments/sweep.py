@@ -1,4 +1,5 @@
-"""Run a sweep: expand the spec, skip stored trials, execute the rest, store each as it arrives."""
+"""Run a sweep: expand the spec, skip stored trials, claim the rest in the store a few at a time
+(so that several sweeps on one store share the work), execute them, store each as it arrives."""
 
 from __future__ import annotations
 
@@ -85,8 +86,8 @@ def claimed_tasks(store: SQLiteStore, tasks: list, owner: str, retry_failed: boo
             chunk = todo[start:start + batch]
             claimed, stored, held = store.claim([key for key, _, _ in chunk], owner, retry_failed)
             tally["stored"] += len(stored)
-            busy += [task for task in chunk if task[0] in set(held)]
-            mine = set(claimed)
+            held, mine = set(held), set(claimed)
+            busy += [task for task in chunk if task[0] in held]
             yield from (task for task in chunk if task[0] in mine)
         todo = busy
     tally["busy"] = len(todo)
