@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import platform
+import sys
 import time
 import traceback
 from typing import Iterable, Iterator
@@ -14,9 +15,14 @@ BLAS_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREAD
 STATUS_FIELDS = ("status", "solver_status")  # the fields of a trial's record that hold a numerical status
 
 
-@functools.lru_cache(maxsize=1)
 def environment() -> str:
-    """What computed the numbers in this process (JSON): Python, numpy, scipy and each BLAS loaded."""
+    """What computed the numbers in this process (JSON): Python, numpy, scipy and each BLAS loaded
+    (asked again whenever modules were imported since, as a new import may load another BLAS)."""
+    return _environment(len(sys.modules))
+
+
+@functools.lru_cache(maxsize=4)
+def _environment(_modules: int) -> str:
     import numpy
     import scipy
     from threadpoolctl import threadpool_info
