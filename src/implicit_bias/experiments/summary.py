@@ -47,8 +47,8 @@ def store_report(store: SQLiteStore, spec_file=None) -> dict:
 def report_lines(report: dict) -> list[str]:
     """The report as text: the summary line first (scripts read it), then the details."""
     pending = f", {report['pending']} pending" if report["pending"] is not None else ""
-    lines = [f"store {report['store']}: {report['done']} done, {report['failed']} failed{pending}; "
-             f"integrity {report['integrity']}"]
+    counts = f"{report['done']} done, {report['failed']} failed{pending}"
+    lines = [f"store {report['store']}: {counts}; integrity {report['integrity']}"]
     if report["result_statuses"]:
         words = ", ".join(f"{count} {word}" for word, count in report["result_statuses"].items())
         lines.append(f"done trials by numerical status: {words}")
