@@ -175,6 +175,11 @@ BAD_SPECS = [
     ("case not a table", 'experiment = "phase"\ncases = [1, 2]\n', "cases[0]"),
     ("fixed not a table", 'experiment = "phase"\nfixed = 3\n', "fixed"),
     ("not TOML", 'experiment = "phase\n', "not valid TOML"),
+    ("description not a string", 'experiment = "phase"\ndescription = [1]\n', "'description'"),
+    # 1001 x 1000 x 2 = 2,002,000 trials: refused before expanding, naming the size and the largest list
+    ("huge grid", 'experiment = "phase"\nseeds = 2\n[grid]\ndelta = [%s]\nrho = [%s]\n'
+     % (", ".join(["0.5"] * 1001), ", ".join(["0.5"] * 1000)), "2,002,000 trials"),
+    ("huge seed count", 'experiment = "phase"\nseeds = 1000000000000\n', "'seeds'"),
 ]
 
 
@@ -191,8 +196,21 @@ def test_bad_spec_is_rejected_naming_the_field_before_any_trial(tmp_path, what, 
     assert not store.exists()  # rejected before the store was even created
 
 
+def test_huge_grid_message_says_how_to_shrink_it():
+    with pytest.raises(InvalidParameterError, match=r"1,500,000 trials \(3 cases x 500 grid.delta x 1,000 seeds\), "
+                       r"over the limit of 1,000,000: shrink 'seeds' \(1,000 values\) or split"):
+        load_spec({"experiment": "phase", "seeds": 1000, "grid": {"delta": [0.5] * 500},
+                   "cases": [{"depth": 2}, {"depth": 3}, {"depth": 4}]})
+
+
 def test_missing_spec_file_and_bad_overrides_exit_2(tmp_path):
     assert "not found" in one_line_error(invoke("sweep", tmp_path / "nope.toml"))
+    with pytest.raises(InvalidParameterError, match="cannot read"):
+        load_spec(tmp_path)  # a folder (the CLI's argument check refuses it before)
+    with pytest.raises(InvalidParameterError, match="field 'store' must be a string"):
+        load_spec({"experiment": "phase", "store": 3})
+    (tmp_path / "binary.toml").write_bytes(bytes(range(256)))
+    assert "not a text file" in one_line_error(invoke("sweep", tmp_path / "binary.toml"))
     spec_file = write_spec(tmp_path, SMALL_PHASE)
     for override, field in [("nn=3", "nn"), ("grid.delta=[]", "grid.delta"), ("n=forty", "'n'"),
                             ("seeds=0", "seeds"), ("limits.n=3", "limits"), ("n", "key=value")]:

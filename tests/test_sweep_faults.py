@@ -11,6 +11,7 @@ results. Only wall times are excluded.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -19,12 +20,21 @@ import subprocess
 import sys
 import time
 import tomllib
+from dataclasses import dataclass
 
 import pytest
 from click.testing import CliRunner
 
 from implicit_bias.cli import main
-from implicit_bias.experiments import DaskExecutor, SerialExecutor, SQLiteStore, load_spec, run_sweep
+from implicit_bias.experiments import (
+    EXPERIMENTS,
+    DaskExecutor,
+    Experiment,
+    SerialExecutor,
+    SQLiteStore,
+    load_spec,
+    run_sweep,
+)
 
 # A phase diagram at n = 200 (the exact limit and the l1 LP: 5-15 ms a trial) ...
 PHASE = {
@@ -48,16 +58,30 @@ pytestmark = pytest.mark.filterwarnings("ignore:Port 8787 is already in use")
 
 
 def snapshot(path) -> dict:
-    """key -> everything stored about a trial except wall times."""
+    """key -> everything stored about a trial except wall times, the result as canonical JSON
+    text: floats are written by ``repr`` (shortest round-trip digits, ``-0.0`` kept), so equal
+    texts mean bit-identical numbers (NaN/inf are stored as null)."""
     with SQLiteStore(path, create=False) as store:
         assert store.integrity() == "ok"
         (rows, distinct), = store.db.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM trials")
         assert rows == distinct  # no duplicate (the primary key guarantees it; checked all the same)
         out = {}
         for trial in store.trials():
-            result = None if trial.result is None else {k: v for k, v in trial.result.items() if k not in WALL_TIMES}
+            result = None if trial.result is None else json.dumps(
+                {k: v for k, v in trial.result.items() if k not in WALL_TIMES}, sort_keys=True)
             out[trial.key] = (trial.experiment, trial.params, trial.status, result, trial.error)
         return out
+
+
+def test_snapshots_tell_apart_numbers_that_differ_in_the_last_bit_or_the_sign_of_zero(tmp_path):
+    import numpy as np
+
+    values = [0.1 + 0.2, np.nextafter(0.1 + 0.2, 1.0), 0.0, -0.0]
+    for i, value in enumerate(values):
+        with SQLiteStore(tmp_path / f"{i}.sqlite") as store:
+            store.put("k", "phase", {"seed": 0}, "done", {"value": float(value)}, None, 0.0)
+    texts = [snapshot(tmp_path / f"{i}.sqlite")["k"][3] for i in range(len(values))]
+    assert len(set(texts)) == len(values)
 
 
 def sweep_into(path, executor, specs=(PHASE, SPARSE)) -> dict:
@@ -98,6 +122,108 @@ def test_results_are_bit_identical_serial_dask1_dask2(tmp_path, dask2, serial_re
     assert os.getpid() not in dask2.worker_pids().values()
 
 
+SPARSE_TOML = """
+experiment = "sparse"
+seeds = [0, 7]
+[fixed]
+n = 40
+m = 16
+s = 2
+max_evals = 2000
+[grid]
+depth = [2, 3]
+alpha = [1e-2]
+[[cases]]
+method = "flow"
+[[cases]]
+method = "gd"
+[[cases]]
+method = "limit"
+[[cases]]
+method = "limit"
+s = 17
+"""
+
+
+def test_a_rerun_in_a_fresh_process_gives_bit_identical_numbers(tmp_path, serial_reference):
+    # The same spec run again, by the CLI in another process (its own memory layout and BLAS
+    # initialisation), into a new store: the same bits as the reference.
+    spec_file = tmp_path / "sparse.toml"
+    spec_file.write_text(SPARSE_TOML)
+    assert load_spec(spec_file).trials() == load_spec(SPARSE).trials()
+    rerun = subprocess.run([*sweep_command(spec_file), "--store", str(tmp_path / "rerun.sqlite")],
+                           capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert snapshot(tmp_path / "rerun.sqlite") == {k: v for k, v in serial_reference.items() if v[0] == "sparse"}
+
+
+# --------------------------------------------------------------------------------------------
+# BLAS threads inside sweep trials
+
+
+@dataclass(frozen=True)
+class ProbeTrial:
+    seed: int = 0
+
+
+def _blas_probe(trial: ProbeTrial) -> dict:
+    """A trial that reports every BLAS pool's thread count as seen from inside the library's
+    thread pinning (the code path of predict_limit and simulate)."""
+    import scipy.linalg  # noqa: F401  (scipy's BLAS loaded, as in every real trial)
+    from threadpoolctl import threadpool_info
+
+    from implicit_bias._blas import pinned_blas
+
+    pools = pinned_blas(lambda: {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})()
+    return {"seed": trial.seed, "pools": pools, "pid": os.getpid()}
+
+
+PROBE = Experiment("blas_probe", ProbeTrial, _blas_probe, "BLAS thread counts inside a trial")
+
+
+def _install_probe() -> None:
+    """In a worker: register the probe (the registry is per process)."""
+    from implicit_bias.experiments import EXPERIMENTS
+
+    EXPERIMENTS["blas_probe"] = PROBE
+
+
+def _probe_pools(path) -> list[dict]:
+    with SQLiteStore(path, create=False) as store:
+        trials = store.trials("blas_probe")
+    assert trials and all(trial.status == "done" for trial in trials), [t.error for t in trials]
+    return [trial.result for trial in trials]
+
+
+def test_every_blas_pool_runs_one_thread_inside_a_serial_trial(tmp_path, monkeypatch):
+    from threadpoolctl import threadpool_limits
+
+    monkeypatch.setitem(EXPERIMENTS, "blas_probe", PROBE)
+    with threadpool_limits(limits=2):  # this process would give 2 threads
+        run_sweep(load_spec({"experiment": "blas_probe", "seeds": 2}), store_path=tmp_path / "p.sqlite",
+                  executor=SerialExecutor(), progress=False)
+    for record in _probe_pools(tmp_path / "p.sqlite"):
+        assert record["pools"] and set(record["pools"].values()) == {1}, record
+
+
+def test_every_blas_pool_runs_one_thread_inside_a_dask_trial(tmp_path, dask2, monkeypatch):
+    import cloudpickle
+
+    monkeypatch.setitem(EXPERIMENTS, "blas_probe", PROBE)
+    module = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(module)  # the workers cannot import this test module
+    try:
+        dask2.client.run(_install_probe)
+        run_sweep(load_spec({"experiment": "blas_probe", "seeds": 6}), store_path=tmp_path / "p.sqlite",
+                  executor=dask2, progress=False)
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    records = _probe_pools(tmp_path / "p.sqlite")
+    assert {record["pid"] for record in records} <= set(dask2.worker_pids().values())
+    for record in records:
+        assert record["pools"] and set(record["pools"].values()) == {1}, record
+
+
 def test_joining_an_existing_cluster_by_address(tmp_path, dask2, serial_reference):
     address = dask2.cluster.scheduler_address
     assert address.startswith("tcp://127.0.0.1:")  # the embedded cluster listens on loopback only
@@ -131,7 +257,9 @@ class KillOneWorker:
         self.results_after_kill = 0
 
     def run(self, tasks):
-        for count, item in enumerate(self.executor.run(tasks), start=1):
+        # every task submitted at once (not two per worker at a time): the kill must find the
+        # victim with work queued, however fast the trials are
+        for count, item in enumerate(self.executor.run(tasks, window=10**6), start=1):
             yield item  # run_sweep stores it before asking for the next one
             if count == self.after:
                 self._kill()

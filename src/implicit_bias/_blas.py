@@ -8,6 +8,10 @@ with 1). Only one pool may therefore run threads: the heavy entry points give th
 ``IMPLICIT_BIAS_BLAS_THREADS`` threads (default: the usable cores) and keep every other BLAS
 (numpy's matrix-vector products) at one. When scipy's BLAS cannot be told apart from the others,
 all of them run one thread.
+
+Pinning only ever *lowers* a pool: a pool already held below that count (an outer
+``threadpoolctl`` limit, ``OPENBLAS_NUM_THREADS``, a sweep trial's one thread, a Dask worker)
+keeps its count, so K workers never run K x cores threads.
 """
 
 from __future__ import annotations
@@ -45,20 +49,27 @@ def _split(controller: ThreadpoolController) -> tuple[list[str], list[str]]:
     return owned, [path for path in blas if path not in owned]
 
 
+def _pinned_counts(controller: ThreadpoolController) -> dict[str, int]:
+    """filepath -> the count each BLAS pool gets: scipy's min(:func:`blas_threads`, its current
+    count), every other one 1; never more than the pool runs now."""
+    owned, _ = _split(controller)
+    wanted = blas_threads()
+    return {lib.filepath: min(wanted if lib.filepath in owned else 1, max(1, lib.num_threads))
+            for lib in controller.lib_controllers if lib.user_api == "blas"}
+
+
 def pinned_blas(function):
-    """Run ``function`` with scipy's BLAS at :func:`blas_threads` threads and every other BLAS at one."""
+    """Run ``function`` with scipy's BLAS at most at :func:`blas_threads` threads and every other
+    BLAS at one, never raising a pool above the count it runs at when called."""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         global _CONTROLLER
         if _CONTROLLER is None:
             _CONTROLLER = ThreadpoolController()
-        owned, others = _split(_CONTROLLER)
         with ExitStack() as stack:
-            if owned:
-                stack.enter_context(_CONTROLLER.select(filepath=owned).limit(limits=blas_threads()))
-            if others:
-                stack.enter_context(_CONTROLLER.select(filepath=others).limit(limits=1))
+            for path, count in _pinned_counts(_CONTROLLER).items():
+                stack.enter_context(_CONTROLLER.select(filepath=path).limit(limits=count))
             return function(*args, **kwargs)
 
     return wrapper

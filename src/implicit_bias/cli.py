@@ -299,9 +299,14 @@ def _executor(workers: int, scheduler: str | None):
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="1: serial in this process; K > 1: an embedded Dask LocalCluster with K workers")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="use an existing Dask cluster")
+@click.option("--retry-failed", is_flag=True, help="rerun the trials stored as failed (each replaces its failed row)")
 @click.option("--debug", is_flag=True)
-def sweep(spec_file, overrides, store_path, workers, scheduler, debug):
-    """Run a sweep spec (TOML) into its SQLite store; rerunning resumes."""
+def sweep(spec_file, overrides, store_path, workers, scheduler, retry_failed, debug):
+    """Run a sweep spec (TOML) into its SQLite store; rerunning resumes.
+
+    Several sweeps may run on one store at once: each claims its trials first, so none is
+    computed twice.
+    """
     from .experiments import load_spec, run_sweep
 
     try:
@@ -310,38 +315,33 @@ def sweep(spec_file, overrides, store_path, workers, scheduler, debug):
     except ImplicitBiasError as exc:
         _fail(str(exc), debug)
     try:
-        summary = run_sweep(spec, store_path=store_path, executor=executor)
+        summary = run_sweep(spec, store_path=store_path, executor=executor, retry_failed=retry_failed)
     except ImplicitBiasError as exc:
         _fail(str(exc), debug)
     finally:
         executor.close()
+    busy = f", {summary.busy} left to another sweep running on the store" if summary.busy else ""
     click.echo(f"{summary.total} trials: {summary.skipped} already stored, {summary.done} done, "
-               f"{summary.failed} failed in {summary.wall_s:.1f}s -> {store_path or spec.store}")
+               f"{summary.failed} failed{busy} in {summary.wall_s:.1f}s -> {store_path or spec.store}")
 
 
 @main.command()
 @click.argument("store_path", type=click.Path(dir_okay=False))
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False), default=None, help="also count the spec's pending trials")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option("--debug", is_flag=True)
-def status(store_path, spec_file, debug):
-    """Summarise a store: done, failed and (with --spec) pending trials."""
-    from .experiments import SQLiteStore, load_spec
-    from .experiments.sweep import pending_tasks
+def status(store_path, spec_file, as_json, debug):
+    """Summarise a store: done, failed (with their errors), numerical statuses, environments and
+    (with --spec) pending trials. Never modifies the store."""
+    from .experiments import SQLiteStore
+    from .experiments.summary import report_lines, store_report
 
     try:
-        with SQLiteStore(store_path, create=False) as store:
-            counts = store.counts()
-            pending = None
-            if spec_file:
-                pending = len(pending_tasks(load_spec(spec_file), store)[0])
-            by_experiment = store.dataframe().groupby(["experiment", "status"]).size() if sum(counts.values()) else None
-            integrity = store.integrity()
+        with SQLiteStore(store_path, create=False, readonly=True) as store:
+            report = store_report(store, spec_file)
     except ImplicitBiasError as exc:
         _fail(str(exc), debug)
-    click.echo(f"store {store_path}: {counts.get('done', 0)} done, {counts.get('failed', 0)} failed"
-               + (f", {pending} pending" if pending is not None else "") + f"; integrity {integrity}")
-    if by_experiment is not None:
-        click.echo(by_experiment.to_string())
+    click.echo(json.dumps(report) if as_json else "\n".join(report_lines(report)))
 
 
 @main.command()
@@ -350,14 +350,14 @@ def status(store_path, spec_file, debug):
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="output file (default: next to the store)")
 @click.option("--debug", is_flag=True)
 def export(store_path, fmt, out, debug):
-    """Export a store to CSV or Parquet (one row per trial)."""
+    """Export a store to CSV or Parquet (one row per trial). Never modifies the store."""
     from pathlib import Path
 
     from .experiments import SQLiteStore
 
     out = out or str(Path(store_path).with_suffix(f".{fmt}"))
     try:
-        with SQLiteStore(store_path, create=False) as store:
+        with SQLiteStore(store_path, create=False, readonly=True) as store:
             path = store.export(out, fmt)
     except ImplicitBiasError as exc:
         _fail(str(exc), debug)

@@ -15,10 +15,15 @@ from .sparse import SparseTrial, WeightNormTrial, sparse_trial, weight_norm_tria
 
 @dataclass(frozen=True)
 class Experiment:
+    """A named experiment. ``numerics`` is the version of its numbers: bump it whenever a change
+    of code changes what ``run`` returns for the same parameters, so that stores never reuse the
+    results of the older code (it is part of every trial key)."""
+
     name: str
     parameters: type  # a frozen dataclass: field names, types and defaults are the schema
     run: Callable[[object], dict]
     description: str
+    numerics: int = 1
 
     def field_types(self) -> dict[str, object]:
         hints = typing.get_type_hints(self.parameters)

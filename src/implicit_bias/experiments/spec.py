@@ -23,6 +23,7 @@ depth = 3
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from ..errors import InvalidParameterError
 from .registry import get_experiment
 
 TOP_LEVEL = ("experiment", "seeds", "store", "fixed", "grid", "cases", "description")
+MAX_TRIALS = 1_000_000  # a larger sweep is split into several specs (they can share one store)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,31 @@ def _fail(message: str):
     raise InvalidParameterError(f"sweep spec: {message}")
 
 
+def _check_size(cases: list, grid: dict, seeds) -> None:
+    """Refuse a spec of more than :data:`MAX_TRIALS` trials before expanding it."""
+    factors = [("cases", len(cases) or 1)] + [(f"grid.{name}", len(values)) for name, values in grid.items()]
+    factors.append(("seeds", seeds if isinstance(seeds, int) else len(seeds)))
+    total = math.prod(size for _, size in factors)
+    if total > MAX_TRIALS:
+        largest, size = max(factors, key=lambda factor: factor[1])
+        shape = " x ".join(f"{size:,} {name}" for name, size in factors if size > 1)
+        _fail(f"the spec expands to {total:,} trials ({shape}), over the limit of {MAX_TRIALS:,}: shrink "
+              f"{largest!r} ({size:,} values) or split the sweep into several specs on one store")
+
+
+def _seeds(value, cases: list, grid: dict) -> tuple:
+    """The ``seeds`` field (a count or a list) as a tuple, after checking the sweep's size."""
+    if isinstance(value, bool) or not isinstance(value, (int, list)):
+        _fail(f"field 'seeds' must be a count or a list of ints; got {value!r}")
+    _check_size(cases, grid, value)
+    seeds = tuple(range(value)) if isinstance(value, int) else tuple(value)
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        _fail(f"field 'seeds' must be a positive count or a non-empty list of non-negative ints; got {value!r}")
+    if len(set(seeds)) != len(seeds):
+        _fail(f"field 'seeds' lists a seed more than once: {value!r}")
+    return seeds
+
+
 def parse_override(text: str) -> tuple[str, object]:
     """``key=value`` with a TOML value (``n=200``, ``method="flow"``, ``grid.delta=[0.1,0.2]``)."""
     if "=" not in text:
@@ -84,6 +111,10 @@ def load_spec(source: str | Path | dict, overrides: list[str] = ()) -> SweepSpec
             _fail(f"file {source} not found")
         except tomllib.TOMLDecodeError as exc:
             _fail(f"{source} is not valid TOML: {exc}")
+        except UnicodeDecodeError:
+            _fail(f"{source} is not a text file (TOML is UTF-8 text)")
+        except OSError as exc:
+            _fail(f"cannot read {source}: {exc.strerror or exc}")
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     for text in overrides:
         key, value = parse_override(text)
@@ -129,14 +160,10 @@ def load_spec(source: str | Path | dict, overrides: list[str] = ()) -> SweepSpec
             _fail(f"field 'grid.{name}' must be a list of values; got {values!r}")
         if not values:
             _fail(f"field 'grid.{name}' is an empty list: the sweep would have no trials")
-    seeds = data.get("seeds", 1)
-    if isinstance(seeds, bool) or not isinstance(seeds, (int, list)):
-        _fail(f"field 'seeds' must be a count or a list of ints; got {seeds!r}")
-    seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-        _fail(f"field 'seeds' must be a positive count or a non-empty list of non-negative ints; got {data.get('seeds')!r}")
-    if len(set(seeds)) != len(seeds):
-        _fail(f"field 'seeds' lists a seed more than once: {data.get('seeds')!r}")
+    for name in ("store", "description"):
+        if name in data and not isinstance(data[name], str):
+            _fail(f"field {name!r} must be a string; got {data[name]!r}")
+    seeds = _seeds(data.get("seeds", 1), cases, grid)
     spec = SweepSpec(experiment=experiment.name, fixed=fixed, grid=grid, cases=tuple(cases), seeds=seeds,
                      store=str(data.get("store", "sweep.sqlite")), description=str(data.get("description", "")))
     try:

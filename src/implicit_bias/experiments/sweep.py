@@ -1,4 +1,5 @@
-"""Run a sweep: expand the spec, skip stored trials, execute the rest, store each as it arrives."""
+"""Run a sweep: expand the spec, skip stored trials, claim the rest in the store a few at a time
+(so that several sweeps on one store share the work), execute them, store each as it arrives."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import sys
 import time
 from dataclasses import dataclass
 
+from .claims import new_owner
 from .executors import SerialExecutor
+from .registry import get_experiment
 from .spec import SweepSpec
-from .store import SQLiteStore, package_version, trial_key
+from .store import SQLiteStore, StoreError, package_version, trial_key
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,7 @@ class SweepSummary:
     done: int
     failed: int
     wall_s: float
+    busy: int = 0  # trials left to another sweep running on the same store
 
 
 class Progress:
@@ -54,34 +58,62 @@ class Progress:
             self.bar.close()
 
 
-def pending_tasks(spec: SweepSpec, store: SQLiteStore) -> tuple[list[tuple[str, str, dict]], int]:
-    """The trials of ``spec`` whose keys are not in ``store``, and the number skipped."""
-    version = package_version()
-    stored = store.keys()
+def pending_tasks(spec: SweepSpec, store: SQLiteStore, retry_failed: bool = False) -> tuple[list[tuple[str, str, dict]], int]:
+    """The trials of ``spec`` whose keys are not in ``store`` (or are stored ``failed``, with
+    ``retry_failed``), and the number skipped."""
+    version, numerics = package_version(), get_experiment(spec.experiment).numerics
+    stored = store.states()
     tasks, seen = [], set()
-    for params in spec.trials():
-        key = trial_key(spec.experiment, params, version)
-        if key in stored or key in seen:
+    trials = spec.trials()
+    for params in trials:
+        key = trial_key(spec.experiment, params, version, numerics)
+        state = stored.get(key)
+        if (state is not None and not (retry_failed and state == "failed")) or key in seen:
             continue
         seen.add(key)
         tasks.append((key, spec.experiment, params))
-    return tasks, len(spec.trials()) - len(tasks)
+    return tasks, len(trials) - len(tasks)
+
+
+def claimed_tasks(store: SQLiteStore, tasks: list, owner: str, retry_failed: bool, batch: int, tally: dict):
+    """Yield the tasks this sweep claims in the store, ``batch`` keys per transaction, as the
+    executor asks for them. Keys held by another live sweep are offered again once at the end
+    (that sweep may have died or finished them); ``tally`` counts the stored and the busy ones."""
+    todo = list(tasks)
+    for last in (False, True):
+        busy = []
+        for start in range(0, len(todo), batch):
+            chunk = todo[start:start + batch]
+            claimed, stored, held = store.claim([key for key, _, _ in chunk], owner, retry_failed)
+            tally["stored"] += len(stored)
+            held, mine = set(held), set(claimed)
+            busy += [task for task in chunk if task[0] in held]
+            yield from (task for task in chunk if task[0] in mine)
+        todo = busy
+    tally["busy"] = len(todo)
 
 
 def run_sweep(spec: SweepSpec, *, store_path: str | None = None, executor=None, progress: bool = True,
-              stream=None) -> SweepSummary:
-    """Run every pending trial of ``spec``; results are written one by one as they arrive."""
+              stream=None, retry_failed: bool = False) -> SweepSummary:
+    """Run every pending trial of ``spec``; results are written one by one as they arrive.
+
+    ``retry_failed`` also reruns the trials stored as failed (each replaces its failed row).
+    Trials another live sweep has claimed on the same store are left to it (``busy``).
+    """
     started = time.perf_counter()
     executor = executor or SerialExecutor()
+    numerics = get_experiment(spec.experiment).numerics
     with SQLiteStore(store_path or spec.store) as store:
-        tasks, skipped = pending_tasks(spec, store)
+        tasks, skipped = pending_tasks(spec, store, retry_failed)
         params_of = {key: params for key, _, params in tasks}
         bar = Progress(len(tasks), stream) if progress and tasks else None
+        owner, tally = new_owner(), {"stored": 0, "busy": 0}
         done = failed = 0
         try:
-            for key, outcome in executor.run(tasks):
+            claimed = claimed_tasks(store, tasks, owner, retry_failed, max(1, getattr(executor, "batch", 1)), tally)
+            for key, outcome in executor.run(claimed):
                 store.put(key, spec.experiment, params_of[key], outcome["status"], outcome["result"], outcome["error"],
-                          outcome["wall_s"])
+                          outcome["wall_s"], numerics=numerics, environment=outcome.get("environment"), owner=owner)
                 failed += outcome["status"] == "failed"
                 done += outcome["status"] == "done"
                 if bar:
@@ -89,5 +121,9 @@ def run_sweep(spec: SweepSpec, *, store_path: str | None = None, executor=None, 
         finally:
             if bar:
                 bar.close()
-    return SweepSummary(total=len(tasks) + skipped, skipped=skipped, done=done, failed=failed,
-                        wall_s=time.perf_counter() - started)
+            try:
+                store.release(owner)
+            except StoreError:
+                pass  # a dead owner's claims are free anyway
+    return SweepSummary(total=len(tasks) + skipped, skipped=skipped + tally["stored"], done=done, failed=failed,
+                        wall_s=time.perf_counter() - started, busy=tally["busy"])
