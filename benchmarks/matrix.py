@@ -32,10 +32,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sparse_limits import fi, fs, log, machine_info, markdown_table  # noqa: E402  (house helpers)
+from sparse_limits import baseline_threads, fi, fs, log, machine_info, markdown_table  # noqa: E402  (house helpers)
 
 from implicit_bias.dynamics import GradientDescent, GradientFlow, Stop, simulate  # noqa: E402
 from implicit_bias.dynamics.matrix import ProductFlow, default_matrix_step  # noqa: E402
@@ -217,7 +216,7 @@ def main(argv=None) -> int:
     model = DeepFactorization(args.depth)
     wall0 = time.perf_counter()
     step_rows, conv_rows, nuc_rows = [], [], []
-    with threadpool_limits(limits=args.threads):
+    with baseline_threads(args.threads):
         for case in CASES:
             problem = case.make(args.seed)
             eta = default_matrix_step(problem, model, MatrixInit.balanced(args.alpha))

@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_info
 
-from implicit_bias._blas import blas_threads
+from implicit_bias._blas import _split, blas_threads
 from implicit_bias.dynamics import GradientFlow, Stop, simulate
 from implicit_bias.limits import predict_limit
 from implicit_bias.models import Hadamard, Init
@@ -288,6 +288,15 @@ def main_table(rows: list[Row]) -> str:
 # ----------------------------------------------------------------------------- machine
 
 
+def baseline_threads(threads: int):
+    """Limit numpy's BLAS (the plain-GD baseline's) to ``threads``; scipy's pool is left to the
+    library, which gives it ``IMPLICIT_BIAS_BLAS_THREADS`` (it never raises a pool above its count,
+    so a limit around everything would also bind ``predict_limit`` and ``simulate``)."""
+    controller = ThreadpoolController()
+    owned, others = _split(controller)
+    return controller.select(filepath=others or owned).limit(limits=threads)
+
+
 def machine_info(threads: int) -> str:
     cpu = platform.processor() or ""
     try:
@@ -372,7 +381,7 @@ def main(argv=None) -> int:
     flow_extra: list[Row] = []
     lp_times: dict[int, tuple[float, int]] = {}
 
-    with threadpool_limits(limits=args.threads):
+    with baseline_threads(args.threads):
         sizes = [(n, True) for n in args.sizes] + ([(args.big, False)] if args.big else [])
         for n, full in sizes:
             problem = problem_for(n, args.seed)
