@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg
 
+from ._arguments import check_limit_arguments
 from ._blas import pinned_blas
+from ._validation import check_count, is_real
 from .errors import InfeasibleProblemError, InvalidParameterError, SolverError
 from .mirror import MirrorMap
 from .models import Hadamard, Init
@@ -69,8 +71,10 @@ def predict_limit(
     max_iter: int = 500,
 ) -> Limit:
     """The exact gradient-flow limit of ``model`` on ``problem`` from ``init`` (Theorems A.1, A.4, E.1)."""
-    if not (0 < tol < 1):
+    check_limit_arguments(problem, model, init)
+    if not (is_real(tol) and 0 < tol < 1):
         raise InvalidParameterError(f"The 'tol' parameter must be a float in the range (0, 1). Got {tol!r}.")
+    max_iter = check_count(max_iter, "max_iter")
     start = time.perf_counter()
     factors = model.require_identical(init, problem.n, "predict_limit")
     z0 = factors[0] ** model.depth if model.depth > 1 else factors[0].copy()
