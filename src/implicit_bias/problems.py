@@ -96,21 +96,7 @@ def gaussian_sparse(
     support with magnitudes ``1 + |N(0,1)|`` (bounded away from 0 so that recovery is
     well-posed), random signs when ``signed``; ``y = A x_true + noise * N(0, I_m)/sqrt(m)``.
     """
-    for name, value in (("n", n), ("m", m), ("s", s)):
-        try:
-            check_count(value, name)
-        except InvalidParameterError:
-            raise InvalidProblemError(f"{name} must be a positive integer; got {value!r}.") from None
-    n, m, s = int(n), int(m), int(s)
-    if m >= n:
-        raise InvalidProblemError(f"need m < n for an underdetermined problem; got m={m}, n={n}.")
-    if s > m:
-        raise InvalidProblemError(f"sparsity s={s} exceeds the number of measurements m={m}; recovery is hopeless. Use s <= m.")
-    if not is_real(noise, finite=True) or noise < 0:
-        raise InvalidProblemError(f"noise must be a finite number >= 0; got {noise!r}.")
-    if not isinstance(signed, (bool, np.bool_)):
-        raise InvalidProblemError(f"signed must be True or False; got {signed!r}.")
-    check_dense_size(m * n, f"an m x n = {m} x {n} Gaussian matrix", "use smaller n and m")
+    n, m, s = check_sparse_settings(n, m, s, signed=signed, noise=noise)
     rng = np.random.default_rng(check_seed(seed))
     A = rng.standard_normal((m, n)) / np.sqrt(m)
     x_true = np.zeros(n)
@@ -143,9 +129,10 @@ def read_npz(path, names: tuple[str, ...], hint: str) -> dict[str, np.ndarray]:
         data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise InvalidProblemError(f"problem file {path} not found; pass an existing .npz file ({hint}).") from None
-    except _READ_ERRORS as exc:
+    except _READ_ERRORS:  # numpy's own text would suggest unpickling; pickles are never loaded here
         raise InvalidProblemError(
-            f"cannot read problem file {path}: it is not an .npz archive ({exc}); write one with numpy.savez ({hint})."
+            f"cannot read problem file {path}: it is not an .npz archive (empty, text, pickled or damaged);"
+            f" write one with numpy.savez ({hint})."
         ) from None
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise InvalidProblemError(f"cannot read problem file {path}: it holds one bare array, not an .npz archive ({hint}).")
@@ -167,6 +154,27 @@ def read_npz(path, names: tuple[str, ...], hint: str) -> dict[str, np.ndarray]:
     return out
 
 
+def check_sparse_settings(n, m, s, *, signed=False, noise=0.0) -> tuple[int, int, int]:
+    """``(n, m, s)`` as ints if :func:`gaussian_sparse` can build the problem (cheap: no allocation),
+    else :class:`InvalidProblemError`; sweeps call it to refuse a bad spec before any trial runs."""
+    for name, value in (("n", n), ("m", m), ("s", s)):
+        try:
+            check_count(value, name)
+        except InvalidParameterError:
+            raise InvalidProblemError(f"{name} must be a positive integer; got {value!r}.") from None
+    n, m, s = int(n), int(m), int(s)
+    if m >= n:
+        raise InvalidProblemError(f"need m < n for an underdetermined problem; got m={m}, n={n}.")
+    if s > m:
+        raise InvalidProblemError(f"sparsity s={s} exceeds the number of measurements m={m}; recovery is hopeless. Use s <= m.")
+    if not is_real(noise, finite=True) or noise < 0:
+        raise InvalidProblemError(f"noise must be a finite number >= 0; got {noise!r}.")
+    if not isinstance(signed, (bool, np.bool_)):
+        raise InvalidProblemError(f"signed must be True or False; got {signed!r}.")
+    check_dense_size(m * n, f"an m x n = {m} x {n} Gaussian matrix", "use smaller n and m")
+    return n, m, s
+
+
 def load_problem(path: str | os.PathLike) -> SparseRecovery:
     """Load a problem from an ``.npz`` file with arrays ``A``, ``y`` and optionally ``x_true``."""
     hint = "arrays 'A' (m x n) and 'y' (m), optionally 'x_true' (n)"
@@ -176,7 +184,7 @@ def load_problem(path: str | os.PathLike) -> SparseRecovery:
         raise InvalidProblemError(
             f"{path}: missing array(s) {missing}; an .npz problem needs {hint}. Found {arrays['__files__']}."
         )
-    return SparseRecovery(arrays["A"], arrays["y"], arrays.get("x_true"), name=os.path.basename(str(path)))
+    return _from_file(path, SparseRecovery, arrays["A"], arrays["y"], arrays.get("x_true"), name=os.path.basename(str(path)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,6 +354,19 @@ def matrix_completion(
     return MatrixRecovery(operator, y, W_true, name=f"matrix_completion({n1}x{n2}, rank={rank}, {label}, seed={seed})")
 
 
+def check_matrix_settings(n1, n2, rank, m, measurement: str = "gaussian") -> None:
+    """Raise a typed error unless :func:`matrix_sensing` (``measurement="gaussian"``) or
+    :func:`matrix_completion` (``count=m``) can build the problem; cheap, no allocation."""
+    n1, n2, rank, m = (check_count(v, name) for v, name in ((n1, "n1"), (n2, "n2"), (rank, "rank"), (m, "m")))
+    if rank > min(n1, n2):
+        raise InvalidParameterError(f"The 'rank' parameter must be <= min(n1, n2) = {min(n1, n2)}. Got {rank}.")
+    check_dense_size(n1 * n2, f"an n1 x n2 = {n1} x {n2} matrix", "use smaller n1 and n2")
+    if measurement == "gaussian":
+        check_dense_size(m * n1 * n2, f"{m} Gaussian {n1} x {n2} sensing matrices", "use smaller m, n1, n2")
+    elif m > n1 * n2:
+        raise InvalidParameterError(f"The 'm' parameter (observed entries) must be <= the number of entries d_y*d_x = {n1 * n2}. Got {m}.")
+
+
 def load_matrix_problem(path: str | os.PathLike) -> MatrixRecovery:
     """Load a :class:`MatrixRecovery` from ``.npz``: ``y`` and either ``matrices`` ``(m, d_y, d_x)``
     (sensing) or ``rows``, ``cols``, ``shape`` (completion); optionally ``W_true``."""
@@ -357,11 +378,19 @@ def load_matrix_problem(path: str | os.PathLike) -> MatrixRecovery:
     if "y" not in files or not ({"matrices"} <= files or {"rows", "cols", "shape"} <= files):
         raise InvalidProblemError(f"{path}: a matrix problem needs {hint}. Found {arrays['__files__']}.")
     if "matrices" in files:
-        operator = DenseSensing(arrays["matrices"])
+        operator = _from_file(path, DenseSensing, arrays["matrices"])
     else:
         shape = arrays["shape"]
         if shape.shape != (2,) or not np.issubdtype(shape.dtype, np.integer) or np.any(shape < 1):
             raise InvalidProblemError(f"{path}: 'shape' must hold two positive ints (d_y, d_x); got {shape!r:.60}.")
         check_dense_size(int(shape[0]) * int(shape[1]), f"a {shape[0]} x {shape[1]} matrix", "use a smaller problem")
-        operator = EntryMask((int(shape[0]), int(shape[1])), (arrays["rows"], arrays["cols"]))
-    return MatrixRecovery(operator, arrays["y"], arrays.get("W_true"), name=os.path.basename(str(path)))
+        operator = _from_file(path, EntryMask, (int(shape[0]), int(shape[1])), (arrays["rows"], arrays["cols"]))
+    return _from_file(path, MatrixRecovery, operator, arrays["y"], arrays.get("W_true"), name=os.path.basename(str(path)))
+
+
+def _from_file(path, build, *args, **kwargs):
+    """``build(*args, **kwargs)``, with the file named in its error message."""
+    try:
+        return build(*args, **kwargs)
+    except InvalidProblemError as exc:
+        raise InvalidProblemError(f"problem file {path}: {exc}") from None

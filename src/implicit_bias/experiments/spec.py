@@ -23,14 +23,18 @@ depth = 3
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, InvalidProblemError
 from .registry import get_experiment
 
 TOP_LEVEL = ("experiment", "seeds", "store", "fixed", "grid", "cases", "description")
+# A spec is validated trial by trial before anything runs (~0.2 ms each): above this many trials a
+# typo (seeds = 100000) would stall for minutes, so it is refused up front.
+MAX_TRIALS = 100_000
 
 
 @dataclass(frozen=True)
@@ -132,15 +136,21 @@ def load_spec(source: str | Path | dict, overrides: list[str] = ()) -> SweepSpec
     seeds = data.get("seeds", 1)
     if isinstance(seeds, bool) or not isinstance(seeds, (int, list)):
         _fail(f"field 'seeds' must be a count or a list of ints; got {seeds!r}")
+    if isinstance(seeds, int) and seeds > MAX_TRIALS:
+        _fail(f"field 'seeds' = {seeds} exceeds the limit of {MAX_TRIALS} trials; use fewer seeds")
     seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
         _fail(f"field 'seeds' must be a positive count or a non-empty list of non-negative ints; got {data.get('seeds')!r}")
     if len(set(seeds)) != len(seeds):
         _fail(f"field 'seeds' lists a seed more than once: {data.get('seeds')!r}")
+    total = max(len(cases), 1) * math.prod(len(values) for values in grid.values()) * len(seeds)
+    if total > MAX_TRIALS:
+        _fail(f"the spec defines {total} trials (cases x grid x seeds), more than the limit {MAX_TRIALS}; "
+              "split it into several specs or use fewer seeds or grid values")
     spec = SweepSpec(experiment=experiment.name, fixed=fixed, grid=grid, cases=tuple(cases), seeds=seeds,
                      store=str(data.get("store", "sweep.sqlite")), description=str(data.get("description", "")))
     try:
         spec.trials()  # type-check every value now, before any trial runs
-    except InvalidParameterError as exc:
+    except (InvalidParameterError, InvalidProblemError) as exc:
         _fail(str(exc))
     return spec
