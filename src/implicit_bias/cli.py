@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from dataclasses import replace
 
 import click
 
 from ._validation import jsonable as _jsonable
-from .errors import ImplicitBiasError
+from .errors import ImplicitBiasError, InvalidParameterError
 
 METHOD_CHOICE = click.Choice(["flow", "gd", "sgd", "limit"])
 
@@ -20,6 +21,61 @@ def _fail(message: str, debug: bool) -> None:
         raise
     click.echo(f"implicit-bias: error: {message}", err=True)
     sys.exit(2)
+
+
+class PositiveFloat(click.ParamType):
+    """A finite float > 0 (click's FloatRange lets NaN and inf through)."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float) and math.isfinite(value) and value > 0:
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number.", param, ctx)
+        if not (math.isfinite(number) and number > 0):
+            self.fail(f"{value!r} must be a finite number > 0.", param, ctx)
+        return number
+
+
+POSITIVE = PositiveFloat()
+
+
+class SchedulerAddress(click.ParamType):
+    """``[PROTOCOL://]HOST:PORT`` of a Dask scheduler, checked before any work starts."""
+
+    name = "tcp://HOST:PORT"
+
+    def convert(self, value, param, ctx):
+        if not re.fullmatch(r"(\w+://)?[^\s/:]+:\d+/?", str(value)):
+            self.fail(f"{value!r} is not a scheduler address; give tcp://HOST:PORT of a running 'dask scheduler'.",
+                      param, ctx)
+        return value
+
+
+SCHEDULER = SchedulerAddress()
+
+
+class _Main(click.Group):
+    """The top-level group: a typed error or an operating-system error (a path that cannot be read or
+    written, an unreachable scheduler) that escapes any command ends in one line on stderr and exit
+    status 2; ``--debug`` anywhere on the command line shows the traceback instead."""
+
+    def invoke(self, ctx):
+        debug = "--debug" in [*getattr(ctx, "_protected_args", []), *ctx.args]  # read before click consumes them
+        try:
+            return super().invoke(ctx)
+        except (ImplicitBiasError, OSError) as exc:
+            if debug:
+                raise
+            if isinstance(exc, OSError) and exc.filename:
+                message = f"{exc.strerror or exc}: {exc.filename}; check the paths on the command line"
+            else:
+                message = " ".join(str(exc).split()) or type(exc).__name__
+            click.echo(f"implicit-bias: error: {message}", err=True)
+            ctx.exit(2)
 
 
 def _apply_options(function, options):
@@ -43,7 +99,7 @@ def descent_options(methods: click.Choice, default_tol: float, default_max_evals
     """Decorator adding ``--method --step --batch --tol --max-evals``, shared by the ``run`` commands."""
     options = [
         click.option("--method", type=methods, default="flow", show_default=True, help=method_help),
-        click.option("--step", type=float, default=None, help="GD/SGD step (default: the safe step of SPEC D.3)"),
+        click.option("--step", type=POSITIVE, default=None, help="GD/SGD step (default: the safe step of SPEC D.3)"),
         click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="SGD mini-batch size"),
         click.option("--tol", type=float, default=default_tol, show_default=True,
                      help="stop at relative residual ||A(x)-y||/||y|| <= tol"),
@@ -94,7 +150,7 @@ TABLE_KEYS = [
 ]
 
 
-@click.group()
+@click.group(cls=_Main)
 @click.version_option(package_name="implicit-bias")
 def main() -> None:
     """Compute, explain and reproduce the implicit bias of gradient methods."""
@@ -109,8 +165,8 @@ def run() -> None:
 @problem_options
 @descent_options(METHOD_CHOICE, 1e-8, 200_000, "flow, gd, sgd, or the exact limit")
 @click.option("--weight-norm", is_flag=True, help="weight-normalised model w = r v/||v|| (SPEC B); ignores --alpha")
-@click.option("--eta-r", type=float, default=0.01, show_default=True, help="rate of the radius r (with --weight-norm)")
-@click.option("--r0", type=float, default=1.0, show_default=True, help="initial radius r(0) (with --weight-norm)")
+@click.option("--eta-r", type=POSITIVE, default=0.01, show_default=True, help="rate of the radius r (with --weight-norm)")
+@click.option("--r0", type=POSITIVE, default=1.0, show_default=True, help="initial radius r(0) (with --weight-norm)")
 def run_sparse(n, m, s, signed, noise, seed, depth, alpha, problem_file, as_json, debug, method, step, batch, tol, max_evals,
                weight_norm, eta_r, r0):
     """Sparse recovery with a depth-N Hadamard factorization (SPEC A), or weight-normalised (SPEC B)."""
@@ -277,7 +333,15 @@ def _executor(workers: int, scheduler: str | None):
     from .experiments import DaskExecutor, SerialExecutor
 
     if scheduler or workers > 1:
-        return DaskExecutor(workers=max(workers, 1), scheduler=scheduler)
+        try:
+            return DaskExecutor(workers=max(workers, 1), scheduler=scheduler)
+        except (OSError, ValueError, TimeoutError) as exc:
+            if not scheduler:
+                raise
+            raise InvalidParameterError(
+                f"--scheduler {scheduler}: no Dask scheduler reachable there ({exc}); give tcp://HOST:PORT of a "
+                "running 'dask scheduler', or leave --scheduler out to run locally."
+            ) from exc
     return SerialExecutor()
 
 
@@ -288,7 +352,7 @@ def _executor(workers: int, scheduler: str | None):
 @click.option("--store", "store_path", type=click.Path(dir_okay=False), default=None, help="store file (default: the spec's)")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="1: serial in this process; K > 1: an embedded Dask LocalCluster with K workers")
-@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="use an existing Dask cluster")
+@click.option("--scheduler", type=SCHEDULER, default=None, metavar="tcp://HOST:PORT", help="use an existing Dask cluster")
 @click.option("--debug", is_flag=True)
 def sweep(spec_file, overrides, store_path, workers, scheduler, debug):
     """Run a sweep spec (TOML) into its SQLite store; rerunning resumes."""
@@ -380,7 +444,7 @@ def plot(store_path, kind, out, debug):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="reproduce-out", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="run the phase-diagram sweeps on a Dask LocalCluster with this many workers")
-@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="use an existing Dask cluster")
+@click.option("--scheduler", type=SCHEDULER, default=None, metavar="tcp://HOST:PORT", help="use an existing Dask cluster")
 @click.option("--debug", is_flag=True)
 def reproduce(quick, out_dir, workers, scheduler, debug):
     """Reproduce the talk's sparse-recovery numerics into OUT: PNGs, summary, report.html.

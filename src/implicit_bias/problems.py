@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import as_finite_array, check_count, check_dense_size, check_seed, is_real
+from ._validation import (
+    as_finite_array,
+    check_count,
+    check_dense_size,
+    check_seed,
+    is_real,
+)
 from .errors import InvalidParameterError, InvalidProblemError
 
 
@@ -145,10 +151,10 @@ def read_npz(path, names: tuple[str, ...], hint: str) -> dict[str, np.ndarray]:
                 info = data.zip.getinfo(f"{name}.npy")
                 check_dense_size(info.file_size // 8, f"array {name!r} of {path}", "use a smaller problem")
                 out[name] = data[name]
-            except _READ_ERRORS as exc:
+            except _READ_ERRORS:
                 raise InvalidProblemError(
-                    f"cannot read problem file {path}: array {name!r} is unreadable ({exc}); arrays must be plain"
-                    f" numbers (object arrays are never unpickled) ({hint})."
+                    f"cannot read problem file {path}: array {name!r} is unreadable (damaged, or Python objects that"
+                    f" are never unpickled); arrays must hold plain numbers ({hint})."
                 ) from None
         out["__files__"] = sorted(data.files)
     return out

@@ -88,6 +88,8 @@ def load_spec(source: str | Path | dict, overrides: list[str] = ()) -> SweepSpec
             _fail(f"file {source} not found")
         except tomllib.TOMLDecodeError as exc:
             _fail(f"{source} is not valid TOML: {exc}")
+        except UnicodeDecodeError:
+            _fail(f"{source} is not valid TOML: it is not UTF-8 text")
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     for text in overrides:
         key, value = parse_override(text)
