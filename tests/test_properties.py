@@ -315,3 +315,12 @@ def _hostile_value():
 def test_random_hostile_values_raise_only_typed_errors(target, value):
     name, arg = target
     call_hostile(name, arg, value)
+
+
+@pytest.mark.xfail(strict=False, reason="found by the deep hypothesis profile: on a single measurement at depth 4 "
+                   "the dual Newton of predict_limit crawls past max_iter=500 (residual 1.5e-8 > tol); the flow "
+                   "converges there. Reported to the owner of limits.py.")
+def test_oracle_converges_on_a_single_measurement_at_depth_4():
+    problem = gaussian_sparse(4, 1, 1, seed=3)
+    limit = predict_limit(problem, Hadamard(4), Init.uniform(0.001333521432163324))
+    assert limit.status == "converged", limit.message

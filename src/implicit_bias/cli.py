@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 from dataclasses import replace
 
 import click
 
+from ._cli_support import POSITIVE, SCHEDULER, MainGroup
 from ._validation import jsonable as _jsonable
 from .errors import ImplicitBiasError, InvalidParameterError
 
@@ -21,61 +21,6 @@ def _fail(message: str, debug: bool) -> None:
         raise
     click.echo(f"implicit-bias: error: {message}", err=True)
     sys.exit(2)
-
-
-class PositiveFloat(click.ParamType):
-    """A finite float > 0 (click's FloatRange lets NaN and inf through)."""
-
-    name = "float"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, float) and math.isfinite(value) and value > 0:
-            return value
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number.", param, ctx)
-        if not (math.isfinite(number) and number > 0):
-            self.fail(f"{value!r} must be a finite number > 0.", param, ctx)
-        return number
-
-
-POSITIVE = PositiveFloat()
-
-
-class SchedulerAddress(click.ParamType):
-    """``[PROTOCOL://]HOST:PORT`` of a Dask scheduler, checked before any work starts."""
-
-    name = "tcp://HOST:PORT"
-
-    def convert(self, value, param, ctx):
-        if not re.fullmatch(r"(\w+://)?[^\s/:]+:\d+/?", str(value)):
-            self.fail(f"{value!r} is not a scheduler address; give tcp://HOST:PORT of a running 'dask scheduler'.",
-                      param, ctx)
-        return value
-
-
-SCHEDULER = SchedulerAddress()
-
-
-class _Main(click.Group):
-    """The top-level group: a typed error or an operating-system error (a path that cannot be read or
-    written, an unreachable scheduler) that escapes any command ends in one line on stderr and exit
-    status 2; ``--debug`` anywhere on the command line shows the traceback instead."""
-
-    def invoke(self, ctx):
-        debug = "--debug" in [*getattr(ctx, "_protected_args", []), *ctx.args]  # read before click consumes them
-        try:
-            return super().invoke(ctx)
-        except (ImplicitBiasError, OSError) as exc:
-            if debug:
-                raise
-            if isinstance(exc, OSError) and exc.filename:
-                message = f"{exc.strerror or exc}: {exc.filename}; check the paths on the command line"
-            else:
-                message = " ".join(str(exc).split()) or type(exc).__name__
-            click.echo(f"implicit-bias: error: {message}", err=True)
-            ctx.exit(2)
 
 
 def _apply_options(function, options):
@@ -150,7 +95,7 @@ TABLE_KEYS = [
 ]
 
 
-@click.group(cls=_Main)
+@click.group(cls=MainGroup)
 @click.version_option(package_name="implicit-bias")
 def main() -> None:
     """Compute, explain and reproduce the implicit bias of gradient methods."""
