@@ -69,8 +69,8 @@ RUN_SPARSE = [
     (["--method", "foo"], "--method"), (["--batch", "0"], "--batch"),
     (["--n", "20", "--m", "5", "--s", "1", "--method", "sgd", "--batch", "1000"], "batch"),
     (["--max-evals", "0"], "--max-evals"), (["--max-evals", HUGE + "0" * 20 + ".5"], "--max-evals"),
-    (["--weight-norm", "--eta-r", "-1"], "--eta-r"), (["--weight-norm", "--eta-r", "nan"], "--eta-r"),
-    (["--weight-norm", "--r0", "0"], "--r0"), (["--weight-norm", "--r0", "inf"], "--r0"),
+    (["--weight-norm", "--eta-r", "-1"], "eta_r"), (["--weight-norm", "--eta-r", "nan"], "eta_r"),
+    (["--weight-norm", "--r0", "0"], "r0"), (["--weight-norm", "--r0", "inf"], "r0"),
     (["--unknown-option"], "--unknown-option"), (["extra-argument"], "extra-argument"),
 ]
 

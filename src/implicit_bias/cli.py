@@ -110,8 +110,8 @@ def run() -> None:
 @problem_options
 @descent_options(METHOD_CHOICE, 1e-8, 200_000, "flow, gd, sgd, or the exact limit")
 @click.option("--weight-norm", is_flag=True, help="weight-normalised model w = r v/||v|| (SPEC B); ignores --alpha")
-@click.option("--eta-r", type=POSITIVE, default=0.01, show_default=True, help="rate of the radius r (with --weight-norm)")
-@click.option("--r0", type=POSITIVE, default=1.0, show_default=True, help="initial radius r(0) (with --weight-norm)")
+@click.option("--eta-r", type=float, default=0.01, show_default=True, help="rate of the radius r (with --weight-norm)")
+@click.option("--r0", type=float, default=1.0, show_default=True, help="initial radius r(0) (with --weight-norm)")
 def run_sparse(n, m, s, signed, noise, seed, depth, alpha, problem_file, as_json, debug, method, step, batch, tol, max_evals,
                weight_norm, eta_r, r0):
     """Sparse recovery with a depth-N Hadamard factorization (SPEC A), or weight-normalised (SPEC B)."""

@@ -112,7 +112,7 @@ def gaussian_sparse(
     x_true[support] = signs * magnitudes
     y = A @ x_true
     if noise > 0:
-        y = y + noise * rng.standard_normal(m) / np.sqrt(m)
+        y = _noisy(y, noise, rng.standard_normal(m) / np.sqrt(m))
     return SparseRecovery(A, y, x_true, name=f"gaussian_sparse(n={n}, m={m}, s={s}, {'signed' if signed else 'positive'}, seed={seed})")
 
 
@@ -158,6 +158,15 @@ def read_npz(path, names: tuple[str, ...], hint: str) -> dict[str, np.ndarray]:
                 ) from None
         out["__files__"] = sorted(data.files)
     return out
+
+
+def _noisy(y: np.ndarray, noise: float, draw: np.ndarray) -> np.ndarray:
+    """``y + noise * draw``, or :class:`InvalidParameterError` if a huge ``noise`` overflows float64."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        noisy = y + noise * draw
+    if not np.all(np.isfinite(noisy)):
+        raise InvalidParameterError(f"The 'noise' parameter {noise:g} overflows the measurements; use a noise level near 1 or below.")
+    return noisy
 
 
 def check_sparse_settings(n, m, s, *, signed=False, noise=0.0) -> tuple[int, int, int]:
@@ -332,7 +341,7 @@ def matrix_sensing(
     operator = GaussianSensing((n1, n2), m, seed=seed + 1)
     y = operator.apply(W_true)
     if noise > 0:
-        y = y + noise * np.linalg.norm(y) / np.sqrt(m) * np.random.default_rng(seed + 2).standard_normal(m)
+        y = _noisy(y, noise, np.linalg.norm(y) / np.sqrt(m) * np.random.default_rng(seed + 2).standard_normal(m))
     return MatrixRecovery(operator, y, W_true, name=f"matrix_sensing({n1}x{n2}, rank={rank}, m={m}, seed={seed})")
 
 
