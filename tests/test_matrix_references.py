@@ -7,6 +7,7 @@ equations ``M^T (M M^T)^{-1} y``, null spaces from scipy and plain GD on the unf
 (E.1). Every random draw is seeded.
 """
 
+import cvxpy as cp  # required dependency: imported, so a broken install fails instead of skipping
 import numpy as np
 import pytest
 import scipy.linalg
@@ -20,8 +21,6 @@ from implicit_bias.errors import (
 )
 from implicit_bias.operators import DenseSensing, EntryMask
 from implicit_bias.problems import MatrixRecovery, matrix_completion, matrix_sensing
-
-cp = pytest.importorskip("cvxpy")
 
 
 def operator_matrix(problem):

@@ -6,6 +6,7 @@ KKT condition of SPEC A.3 (Theorem A.0) and an exact dual Newton solve for the B
 projection. Every random draw is seeded.
 """
 
+import cvxpy as cp  # required dependency: imported, so a broken install fails instead of skipping
 import numpy as np
 import pytest
 import scipy.linalg
@@ -17,8 +18,6 @@ from implicit_bias.errors import (
     InvalidParameterError,
     InvalidProblemError,
 )
-
-cp = pytest.importorskip("cvxpy")
 
 
 def gaussian(m, n, seed):

@@ -14,7 +14,7 @@ from implicit_bias.dynamics.weight_norm import WNSystem, resolved_floor
 from implicit_bias.errors import InvalidParameterError
 from implicit_bias.experiments.registry import get_experiment
 from implicit_bias.experiments.sparse import WeightNormTrial, weight_norm_trial
-from implicit_bias.limits import fit_effective_scale, predict_limit, predict_limit_weight_norm
+from implicit_bias.limits import fit_effective_scale, predict_limit_weight_norm
 from implicit_bias.models import Hadamard, Init, WeightNormalized, WNInit
 from implicit_bias.models.weight_norm import wn_gradients, wn_loss
 from implicit_bias.problems import gaussian_sparse

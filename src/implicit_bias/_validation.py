@@ -10,12 +10,65 @@ import numpy as np
 from .errors import InvalidParameterError, InvalidProblemError
 
 
+# Dense arrays above this many float64 entries (8 GiB) are refused before any allocation: a typo
+# such as n = 10**12 must fail at once with a clear message, not thrash or die in the allocator.
+MAX_DENSE_ENTRIES = 2**30
+
+
+def float_array(value, name: str, error: type = InvalidProblemError) -> np.ndarray:
+    """``value`` as a float64 array; strings, objects, ragged lists and complex numbers raise ``error``
+    (numpy would silently drop an imaginary part)."""
+    try:
+        complex_ = isinstance(value, (str, bytes)) or np.iscomplexobj(value)
+        array = None if complex_ else np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise error(f"{name} must be a real numeric array; got {type(value).__name__}: {exc}") from exc
+    if complex_:
+        raise error(f"{name} must be a real numeric array; got {type(value).__name__} {value!r:.60}.")
+    return array
+
+
+def check_dense_size(entries, what: str, hint: str) -> None:
+    """Refuse an array of ``entries`` float64 numbers above :data:`MAX_DENSE_ENTRIES`, naming its memory."""
+    if entries > MAX_DENSE_ENTRIES:
+        gib = 8.0 * float(min(entries, 10**300)) / 2**30
+        raise InvalidProblemError(
+            f"{what} would need {gib:.3g} GiB of memory ({float(min(entries, 10**300)):.3g} float64 entries; the limit is "
+            f"{MAX_DENSE_ENTRIES * 8 // 2**30} GiB); {hint}."
+        )
+
+
+def is_real(value, finite: bool = False) -> bool:
+    """True for a real number (Python or numpy int/float; with ``finite``, not NaN/inf and within
+    float range), False for bools, strings, arrays and None."""
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+        return False
+    try:
+        return not finite or math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        return False
+
+
+def check_count(value, name: str, minimum: int = 1) -> int:
+    """``value`` as an int ``>= minimum`` (bools, floats with a fraction, NaN, strings rejected)."""
+    integral = isinstance(value, numbers.Integral) or (is_real(value, finite=True) and value == int(value))
+    if isinstance(value, (bool, np.bool_)) or not integral or value < minimum:
+        raise InvalidParameterError(f"The '{name}' parameter must be an int >= {minimum}. Got {value!r}.")
+    return int(value)
+
+
+def check_seed(seed, name: str = "seed") -> int | None:
+    """``seed`` as None or an int >= 0 (what ``numpy.random.default_rng`` accepts), else a typed error."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InvalidParameterError(f"The '{name}' parameter must be None or an int >= 0. Got {seed!r}.")
+    return int(seed)
+
+
 def as_finite_array(value, name: str, ndim: int) -> np.ndarray:
     """Return ``value`` as a float64 array of ``ndim`` dimensions, or raise a clear error."""
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidProblemError(f"{name} must be a numeric array; got {type(value).__name__}: {exc}") from exc
+    array = float_array(value, name)
     if array.ndim != ndim:
         raise InvalidProblemError(f"{name} must be a {ndim}-d array; got shape {array.shape}.")
     if not np.all(np.isfinite(array)):

@@ -9,8 +9,9 @@ from dataclasses import replace
 
 import click
 
+from ._cli_support import POSITIVE, SCHEDULER, MainGroup
 from ._validation import jsonable as _jsonable
-from .errors import ImplicitBiasError
+from .errors import ImplicitBiasError, InvalidParameterError
 
 METHOD_CHOICE = click.Choice(["flow", "gd", "sgd", "limit"])
 
@@ -43,7 +44,7 @@ def descent_options(methods: click.Choice, default_tol: float, default_max_evals
     """Decorator adding ``--method --step --batch --tol --max-evals``, shared by the ``run`` commands."""
     options = [
         click.option("--method", type=methods, default="flow", show_default=True, help=method_help),
-        click.option("--step", type=float, default=None, help="GD/SGD step (default: the safe step of SPEC D.3)"),
+        click.option("--step", type=POSITIVE, default=None, help="GD/SGD step (default: the safe step of SPEC D.3)"),
         click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="SGD mini-batch size"),
         click.option("--tol", type=float, default=default_tol, show_default=True,
                      help="stop at relative residual ||A(x)-y||/||y|| <= tol"),
@@ -94,7 +95,7 @@ TABLE_KEYS = [
 ]
 
 
-@click.group()
+@click.group(cls=MainGroup)
 @click.version_option(package_name="implicit-bias")
 def main() -> None:
     """Compute, explain and reproduce the implicit bias of gradient methods."""
@@ -287,7 +288,15 @@ def _executor(workers: int, scheduler: str | None):
     from .experiments import DaskExecutor, SerialExecutor
 
     if scheduler or workers > 1:
-        return DaskExecutor(workers=max(workers, 1), scheduler=scheduler)
+        try:
+            return DaskExecutor(workers=max(workers, 1), scheduler=scheduler)
+        except (OSError, ValueError, TimeoutError) as exc:
+            if not scheduler:
+                raise
+            raise InvalidParameterError(
+                f"--scheduler {scheduler}: no Dask scheduler reachable there ({exc}); give tcp://HOST:PORT of a "
+                "running 'dask scheduler', or leave --scheduler out to run locally."
+            ) from exc
     return SerialExecutor()
 
 
@@ -298,7 +307,7 @@ def _executor(workers: int, scheduler: str | None):
 @click.option("--store", "store_path", type=click.Path(dir_okay=False), default=None, help="store file (default: the spec's)")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="1: serial in this process; K > 1: an embedded Dask LocalCluster with K workers")
-@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="use an existing Dask cluster")
+@click.option("--scheduler", type=SCHEDULER, default=None, metavar="tcp://HOST:PORT", help="use an existing Dask cluster")
 @click.option("--retry-failed", is_flag=True, help="rerun the trials stored as failed (each replaces its failed row)")
 @click.option("--debug", is_flag=True)
 def sweep(spec_file, overrides, store_path, workers, scheduler, retry_failed, debug):
@@ -390,7 +399,7 @@ def plot(store_path, kind, out, debug):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="reproduce-out", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="run the phase-diagram sweeps on a Dask LocalCluster with this many workers")
-@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="use an existing Dask cluster")
+@click.option("--scheduler", type=SCHEDULER, default=None, metavar="tcp://HOST:PORT", help="use an existing Dask cluster")
 @click.option("--debug", is_flag=True)
 def reproduce(quick, out_dir, workers, scheduler, debug):
     """Reproduce the talk's numerics (every report section, SPEC A-C) into OUT: PNGs, summary, report.html.

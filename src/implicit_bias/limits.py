@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._arguments import check_limit_arguments
 from ._blas import pinned_blas
 from ._validation import require
 from .dual_linalg import NewtonMatrix, range_residual
@@ -106,6 +107,7 @@ def predict_limit(
     ``tol`` bounds the relative residual ``||Bz - y|| / ||y||`` and ``kkt_tol`` the relative KKT
     residual of SPEC A.3 (i); both must hold for ``status == "converged"``.
     """
+    check_limit_arguments(problem, model, init)
     _check_tolerances(tol, kkt_tol, max_iter)
     start = time.perf_counter()
     factors = model.require_identical(init, problem.n, "predict_limit")

@@ -13,7 +13,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from .errors import InvalidParameterError, InvalidProblemError
-from ._validation import as_finite_array
+from ._validation import as_finite_array, check_dense_size, check_seed
 
 
 def _check_shape(shape) -> tuple[int, int]:
@@ -62,7 +62,9 @@ class GaussianSensing:
     def __post_init__(self) -> None:
         shape = _check_shape(self.shape)
         m = _check_positive_int(self.m, "m")
-        rng = np.random.default_rng(self.seed)
+        check_dense_size(m * shape[0] * shape[1], f"{m} Gaussian {shape[0]} x {shape[1]} sensing matrices",
+                         "use a smaller m or shape")
+        rng = np.random.default_rng(check_seed(self.seed))
         flat = rng.standard_normal((m, shape[0] * shape[1])) / np.sqrt(m)
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "m", m)
@@ -161,7 +163,8 @@ class EntryMask:
         shape = _check_shape(shape)
         if not isinstance(p, Real) or isinstance(p, bool) or not (0.0 < p <= 1.0):
             raise InvalidParameterError(f"The 'p' parameter must be a float in the range (0, 1]. Got {p!r}.")
-        observed = np.random.default_rng(seed).random(shape) < p
+        check_dense_size(shape[0] * shape[1], f"a {shape[0]} x {shape[1]} mask", "use a smaller shape")
+        observed = np.random.default_rng(check_seed(seed)).random(shape) < p
         if not observed.any():
             raise InvalidProblemError(
                 f"Bernoulli(p={p}) observed no entry of the {shape} matrix with seed={seed}; raise p or change the seed."
@@ -178,7 +181,7 @@ class EntryMask:
             raise InvalidParameterError(
                 f"The 'count' parameter must be <= the number of entries d_y*d_x = {size}. Got {count}."
             )
-        flat = np.sort(np.random.default_rng(seed).choice(size, size=count, replace=False))
+        flat = np.sort(np.random.default_rng(check_seed(seed)).choice(size, size=count, replace=False))
         return cls(shape, np.unravel_index(flat, shape))
 
     @property

@@ -8,11 +8,19 @@ one a gradient method picks.
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import as_finite_array
+from ._validation import (
+    as_finite_array,
+    check_count,
+    check_dense_size,
+    check_seed,
+    is_real,
+)
 from .errors import InvalidParameterError, InvalidProblemError
 
 
@@ -94,16 +102,8 @@ def gaussian_sparse(
     support with magnitudes ``1 + |N(0,1)|`` (bounded away from 0 so that recovery is
     well-posed), random signs when ``signed``; ``y = A x_true + noise * N(0, I_m)/sqrt(m)``.
     """
-    for name, value in (("n", n), ("m", m), ("s", s)):
-        if int(value) != value or value < 1:
-            raise InvalidProblemError(f"{name} must be a positive integer; got {value!r}.")
-    if m >= n:
-        raise InvalidProblemError(f"need m < n for an underdetermined problem; got m={m}, n={n}.")
-    if s > m:
-        raise InvalidProblemError(f"sparsity s={s} exceeds the number of measurements m={m}; recovery is hopeless. Use s <= m.")
-    if not np.isfinite(noise) or noise < 0:
-        raise InvalidProblemError(f"noise must be a finite number >= 0; got {noise!r}.")
-    rng = np.random.default_rng(seed)
+    n, m, s = check_sparse_settings(n, m, s, signed=signed, noise=noise)
+    rng = np.random.default_rng(check_seed(seed))
     A = rng.standard_normal((m, n)) / np.sqrt(m)
     x_true = np.zeros(n)
     support = rng.choice(n, size=s, replace=False)
@@ -112,25 +112,94 @@ def gaussian_sparse(
     x_true[support] = signs * magnitudes
     y = A @ x_true
     if noise > 0:
-        y = y + noise * rng.standard_normal(m) / np.sqrt(m)
+        y = _noisy(y, noise, rng.standard_normal(m) / np.sqrt(m))
     return SparseRecovery(A, y, x_true, name=f"gaussian_sparse(n={n}, m={m}, s={s}, {'signed' if signed else 'positive'}, seed={seed})")
+
+
+# what a damaged or foreign file can raise while numpy reads it
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
+
+
+def read_npz(path, names: tuple[str, ...], hint: str) -> dict[str, np.ndarray]:
+    """The arrays ``names`` that the ``.npz`` archive at ``path`` holds, read without unpickling.
+
+    Everything that can go wrong (not a path, no such file, a directory, text or random bytes, a
+    single ``.npy`` array, a truncated archive, object arrays, an array too large for memory)
+    raises :class:`InvalidProblemError` naming the file and ``hint``: what the archive should hold.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidProblemError(f"a problem file must be a path; got {type(path).__name__} {path!r:.40}.")
+    if os.path.isdir(path):
+        raise InvalidProblemError(f"problem file {path} is a directory; pass an .npz file ({hint}).")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InvalidProblemError(f"problem file {path} not found; pass an existing .npz file ({hint}).") from None
+    except _READ_ERRORS:  # numpy's own text would suggest unpickling; pickles are never loaded here
+        raise InvalidProblemError(
+            f"cannot read problem file {path}: it is not an .npz archive (empty, text, pickled or damaged);"
+            f" write one with numpy.savez ({hint})."
+        ) from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise InvalidProblemError(f"cannot read problem file {path}: it holds one bare array, not an .npz archive ({hint}).")
+    with data:
+        out = {}
+        for name in names:
+            if name not in data.files:
+                continue
+            try:
+                info = data.zip.getinfo(f"{name}.npy")
+                check_dense_size(info.file_size // 8, f"array {name!r} of {path}", "use a smaller problem")
+                out[name] = data[name]
+            except _READ_ERRORS:
+                raise InvalidProblemError(
+                    f"cannot read problem file {path}: array {name!r} is unreadable (damaged, or Python objects that"
+                    f" are never unpickled); arrays must hold plain numbers ({hint})."
+                ) from None
+        out["__files__"] = sorted(data.files)
+    return out
+
+
+def _noisy(y: np.ndarray, noise: float, draw: np.ndarray) -> np.ndarray:
+    """``y + noise * draw``, or :class:`InvalidParameterError` if a huge ``noise`` overflows float64."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        noisy = y + noise * draw
+    if not np.all(np.isfinite(noisy)):
+        raise InvalidParameterError(f"The 'noise' parameter {noise:g} overflows the measurements; use a noise level near 1 or below.")
+    return noisy
+
+
+def check_sparse_settings(n, m, s, *, signed=False, noise=0.0) -> tuple[int, int, int]:
+    """``(n, m, s)`` as ints if :func:`gaussian_sparse` can build the problem (cheap: no allocation),
+    else :class:`InvalidProblemError`; sweeps call it to refuse a bad spec before any trial runs."""
+    for name, value in (("n", n), ("m", m), ("s", s)):
+        try:
+            check_count(value, name)
+        except InvalidParameterError:
+            raise InvalidProblemError(f"{name} must be a positive integer; got {value!r}.") from None
+    n, m, s = int(n), int(m), int(s)
+    if m >= n:
+        raise InvalidProblemError(f"need m < n for an underdetermined problem; got m={m}, n={n}.")
+    if s > m:
+        raise InvalidProblemError(f"sparsity s={s} exceeds the number of measurements m={m}; recovery is hopeless. Use s <= m.")
+    if not is_real(noise, finite=True) or noise < 0:
+        raise InvalidProblemError(f"noise must be a finite number >= 0; got {noise!r}.")
+    if not isinstance(signed, (bool, np.bool_)):
+        raise InvalidProblemError(f"signed must be True or False; got {signed!r}.")
+    check_dense_size(m * n, f"an m x n = {m} x {n} Gaussian matrix", "use smaller n and m")
+    return n, m, s
 
 
 def load_problem(path: str | os.PathLike) -> SparseRecovery:
     """Load a problem from an ``.npz`` file with arrays ``A``, ``y`` and optionally ``x_true``."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [key for key in ("A", "y") if key not in data.files]
-            if missing:
-                raise InvalidProblemError(
-                    f"{path}: missing array(s) {missing}; an .npz problem needs 'A' (m x n) and 'y' (m), optionally 'x_true' (n). Found {data.files}."
-                )
-            x_true = data["x_true"] if "x_true" in data.files else None
-            return SparseRecovery(data["A"], data["y"], x_true, name=os.path.basename(str(path)))
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, InvalidProblemError):
-            raise
-        raise InvalidProblemError(f"cannot read problem file {path}: {exc}") from exc
+    hint = "arrays 'A' (m x n) and 'y' (m), optionally 'x_true' (n)"
+    arrays = read_npz(path, ("A", "y", "x_true"), hint)
+    missing = [key for key in ("A", "y") if key not in arrays]
+    if missing:
+        raise InvalidProblemError(
+            f"{path}: missing array(s) {missing}; an .npz problem needs {hint}. Found {arrays['__files__']}."
+        )
+    return _from_file(path, SparseRecovery, arrays["A"], arrays["y"], arrays.get("x_true"), name=os.path.basename(str(path)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,12 +292,6 @@ class MatrixRecovery:
         np.savez(path, **arrays)
 
 
-def _check_count(value, name: str) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise InvalidParameterError(f"The '{name}' parameter must be an int >= 1. Got {value!r}.")
-    return int(value)
-
-
 def low_rank_matrix(n1: int, n2: int, rank: int, *, spectrum=None, condition: float = 1.0, seed: int = 0) -> np.ndarray:
     """A seeded ``n1 x n2`` matrix ``U diag(sigma) V^T`` of exact rank ``rank`` with Haar ``U``, ``V``.
 
@@ -236,13 +299,15 @@ def low_rank_matrix(n1: int, n2: int, rank: int, *, spectrum=None, condition: fl
     ``1`` down to ``1/condition`` and scaled to ``||W||_F = sqrt(n1 n2)`` (entries of RMS 1, the
     convention of Arora et al. 2019).
     """
-    n1, n2, rank = _check_count(n1, "n1"), _check_count(n2, "n2"), _check_count(rank, "rank")
+    n1, n2, rank = check_count(n1, "n1"), check_count(n2, "n2"), check_count(rank, "rank")
+    check_dense_size(n1 * n2, f"an n1 x n2 = {n1} x {n2} matrix", "use smaller n1 and n2")
+    seed = check_seed(seed)
     if rank > min(n1, n2):
         raise InvalidParameterError(
             f"The 'rank' parameter must be <= min(n1, n2) = {min(n1, n2)} for a {n1} x {n2} matrix. Got {rank}."
         )
     if spectrum is None:
-        if not np.isfinite(condition) or condition < 1:
+        if not is_real(condition, finite=True) or condition < 1:
             raise InvalidParameterError(f"The 'condition' parameter must be a float >= 1. Got {condition!r}.")
         sigma = np.geomspace(1.0, 1.0 / condition, rank)
         sigma *= np.sqrt(n1 * n2) / np.linalg.norm(sigma)
@@ -268,14 +333,15 @@ def matrix_sensing(
     """
     from .operators import GaussianSensing
 
-    m = _check_count(m, "m")
-    if not np.isfinite(noise) or noise < 0:
+    m, seed = check_count(m, "m"), check_count(seed, "seed", minimum=0)
+    if not is_real(noise, finite=True) or noise < 0:
         raise InvalidParameterError(f"The 'noise' parameter must be a finite float >= 0. Got {noise!r}.")
     W_true = low_rank_matrix(n1, n2, rank, spectrum=spectrum, condition=condition, seed=seed)
+    check_dense_size(m * W_true.size, f"{m} Gaussian {n1} x {n2} sensing matrices", "use smaller m, n1, n2")
     operator = GaussianSensing((n1, n2), m, seed=seed + 1)
     y = operator.apply(W_true)
     if noise > 0:
-        y = y + noise * np.linalg.norm(y) / np.sqrt(m) * np.random.default_rng(seed + 2).standard_normal(m)
+        y = _noisy(y, noise, np.linalg.norm(y) / np.sqrt(m) * np.random.default_rng(seed + 2).standard_normal(m))
     return MatrixRecovery(operator, y, W_true, name=f"matrix_sensing({n1}x{n2}, rank={rank}, m={m}, seed={seed})")
 
 
@@ -292,6 +358,7 @@ def matrix_completion(
 
     if (count is None) == (p is None):
         raise InvalidParameterError("give exactly one of 'count' (observed entries) and 'p' (observation probability).")
+    seed = check_count(seed, "seed", minimum=0)
     W_true = low_rank_matrix(n1, n2, rank, spectrum=spectrum, condition=condition, seed=seed)
     if count is not None:
         operator = EntryMask.uniform((n1, n2), count, seed=seed + 1)
@@ -302,27 +369,43 @@ def matrix_completion(
     return MatrixRecovery(operator, y, W_true, name=f"matrix_completion({n1}x{n2}, rank={rank}, {label}, seed={seed})")
 
 
+def check_matrix_settings(n1, n2, rank, m, measurement: str = "gaussian") -> None:
+    """Raise a typed error unless :func:`matrix_sensing` (``measurement="gaussian"``) or
+    :func:`matrix_completion` (``count=m``) can build the problem; cheap, no allocation."""
+    n1, n2, rank, m = (check_count(v, name) for v, name in ((n1, "n1"), (n2, "n2"), (rank, "rank"), (m, "m")))
+    if rank > min(n1, n2):
+        raise InvalidParameterError(f"The 'rank' parameter must be <= min(n1, n2) = {min(n1, n2)}. Got {rank}.")
+    check_dense_size(n1 * n2, f"an n1 x n2 = {n1} x {n2} matrix", "use smaller n1 and n2")
+    if measurement == "gaussian":
+        check_dense_size(m * n1 * n2, f"{m} Gaussian {n1} x {n2} sensing matrices", "use smaller m, n1, n2")
+    elif m > n1 * n2:
+        raise InvalidParameterError(f"The 'm' parameter (observed entries) must be <= the number of entries d_y*d_x = {n1 * n2}. Got {m}.")
+
+
 def load_matrix_problem(path: str | os.PathLike) -> MatrixRecovery:
     """Load a :class:`MatrixRecovery` from ``.npz``: ``y`` and either ``matrices`` ``(m, d_y, d_x)``
     (sensing) or ``rows``, ``cols``, ``shape`` (completion); optionally ``W_true``."""
     from .operators import DenseSensing, EntryMask
 
+    hint = "'y' and either 'matrices' (m x d_y x d_x) or 'rows', 'cols', 'shape'; optionally 'W_true'"
+    arrays = read_npz(path, ("y", "matrices", "rows", "cols", "shape", "W_true"), hint)
+    files = set(arrays)
+    if "y" not in files or not ({"matrices"} <= files or {"rows", "cols", "shape"} <= files):
+        raise InvalidProblemError(f"{path}: a matrix problem needs {hint}. Found {arrays['__files__']}.")
+    if "matrices" in files:
+        operator = _from_file(path, DenseSensing, arrays["matrices"])
+    else:
+        shape = arrays["shape"]
+        if shape.shape != (2,) or not np.issubdtype(shape.dtype, np.integer) or np.any(shape < 1):
+            raise InvalidProblemError(f"{path}: 'shape' must hold two positive ints (d_y, d_x); got {shape!r:.60}.")
+        check_dense_size(int(shape[0]) * int(shape[1]), f"a {shape[0]} x {shape[1]} matrix", "use a smaller problem")
+        operator = _from_file(path, EntryMask, (int(shape[0]), int(shape[1])), (arrays["rows"], arrays["cols"]))
+    return _from_file(path, MatrixRecovery, operator, arrays["y"], arrays.get("W_true"), name=os.path.basename(str(path)))
+
+
+def _from_file(path, build, *args, **kwargs):
+    """``build(*args, **kwargs)``, with the file named in its error message."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            files = set(data.files)
-            if "y" not in files or not ({"matrices"} <= files or {"rows", "cols", "shape"} <= files):
-                raise InvalidProblemError(
-                    f"{path}: a matrix problem needs 'y' and either 'matrices' (m x d_y x d_x) or 'rows', 'cols', 'shape';"
-                    f" optionally 'W_true'. Found {sorted(files)}."
-                )
-            if "matrices" in files:
-                operator = DenseSensing(data["matrices"])
-            else:
-                shape = tuple(int(d) for d in data["shape"])
-                operator = EntryMask(shape, (data["rows"], data["cols"]))
-            W_true = data["W_true"] if "W_true" in files else None
-            return MatrixRecovery(operator, data["y"], W_true, name=os.path.basename(str(path)))
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, InvalidProblemError):
-            raise
-        raise InvalidProblemError(f"cannot read problem file {path}: {exc}") from exc
+        return build(*args, **kwargs)
+    except InvalidProblemError as exc:
+        raise InvalidProblemError(f"problem file {path}: {exc}") from None

@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 
 from implicit_bias._validation import check_depth as _check_depth
+from implicit_bias._validation import float_array
 from implicit_bias.errors import (
     InfeasibleProblemError,
     InvalidParameterError,
@@ -51,8 +52,8 @@ _FEAS_RTOL = 1e-7
 
 def _as_system(A, y) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(A, y)`` as float64 arrays of shapes (m, n) and (m,), or raise."""
-    A = np.asarray(A, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    A = float_array(A, "A")
+    y = float_array(y, "y")
     if A.ndim != 2 or A.shape[0] == 0 or A.shape[1] == 0:
         raise InvalidProblemError(
             f"A must be a non-empty 2-D array of shape (m, n). Got an array of shape {A.shape}."
@@ -70,7 +71,7 @@ def _as_system(A, y) -> tuple[np.ndarray, np.ndarray]:
 
 def _as_vector(name: str, v, n: int, *, positive: bool) -> np.ndarray:
     """Return ``v`` as a finite float64 vector of shape (n,) (entries > 0 if ``positive``)."""
-    v = np.asarray(v, dtype=np.float64)
+    v = float_array(v, name, InvalidParameterError)
     if v.shape != (n,):
         raise InvalidParameterError(
             f"The '{name}' parameter must be a 1-D array of shape (n,) = ({n},). "
@@ -103,6 +104,8 @@ def _weighted_l1_lp(A, y, h, nonneg: bool) -> tuple[np.ndarray, float]:
     """Solve min sum_k h_k |z_k| s.t. Az = y (z >= 0 if ``nonneg``); return (z, optimum)."""
     from scipy.optimize import linprog
 
+    if not isinstance(nonneg, (bool, np.bool_)):
+        raise InvalidParameterError(f"The 'nonneg' parameter must be True or False. Got {nonneg!r}.")
     m, n = A.shape
     if nonneg:
         c, A_eq = h, A

@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 
 from implicit_bias._validation import check_depth as _check_depth
+from implicit_bias._validation import float_array
 from implicit_bias.errors import InvalidParameterError, InvalidProblemError
 
 __all__ = [
@@ -52,7 +53,7 @@ def _check_real(name: str, value, *, low: float = 0.0, high: float = math.inf,
 
 def _check_vector(name: str, v, *, n: int | None = None, positive: bool = False,
                   nonneg: bool = False) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float64)
+    v = float_array(v, name, InvalidParameterError)
     if v.ndim != 1 or v.size == 0 or (n is not None and v.shape != (n,)):
         expected = f"(n,) = ({n},)" if n is not None else "(n,) with n >= 1"
         raise InvalidParameterError(
@@ -73,7 +74,7 @@ def _check_vector(name: str, v, *, n: int | None = None, positive: bool = False,
 
 
 def _check_matrix(A) -> np.ndarray:
-    A = np.asarray(A, dtype=np.float64)
+    A = float_array(A, "A")
     if A.ndim != 2 or A.size == 0:
         raise InvalidProblemError(
             f"A must be a non-empty 2-D array of shape (m, n). Got an array of shape {A.shape}."

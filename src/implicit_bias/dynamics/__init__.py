@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from .._arguments import check_simulate_arguments
 from .._blas import pinned_blas
 from ..errors import InvalidParameterError, UnsupportedError
 from ..models import DeepFactorization, Hadamard, Init, WeightNormalized
@@ -48,6 +49,7 @@ def simulate(
     float ``alpha``, ``dynamics`` may also be :class:`ProductFlow`, and the result is a
     :class:`MatrixResult`; see :func:`implicit_bias.dynamics.matrix.simulate_matrix`.
     """
+    save_at = check_simulate_arguments(problem, model, stop, save_at)  # typed errors before any work
     if isinstance(model, DeepFactorization) or isinstance(problem, MatrixRecovery):
         return simulate_matrix(problem, model, dynamics, init=init, stop=stop, save_at=save_at)
     if isinstance(model, WeightNormalized):

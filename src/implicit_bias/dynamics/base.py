@@ -7,6 +7,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
+from .._validation import check_seed, is_real
 from .._validation import require as _require
 from ..status import Status
 
@@ -30,9 +31,11 @@ class GradientFlow:
     atol: float = 1e-12
 
     def __post_init__(self) -> None:
-        _require(self.space in ("auto", "mirror", "factor"), "space", "one of 'auto', 'mirror', 'factor'", self.space)
-        _require(self.rtol is None or 0 < self.rtol < 1, "rtol", "None or a float in the range (0, 1)", self.rtol)
-        _require(self.atol > 0, "atol", "a float in the range (0, inf)", self.atol)
+        _require(isinstance(self.space, str) and self.space in ("auto", "mirror", "factor"), "space",
+                 "one of 'auto', 'mirror', 'factor'", self.space)
+        _require(self.rtol is None or (is_real(self.rtol) and 0 < self.rtol < 1), "rtol",
+                 "None or a float in the range (0, 1)", self.rtol)
+        _require(is_real(self.atol, finite=True) and self.atol > 0, "atol", "a float in the range (0, inf)", self.atol)
 
     def tolerance(self, space: str) -> float:
         """Default ``rtol``: 1e-6 in mirror space, where integration error moves the trajectory but
@@ -56,7 +59,7 @@ class GradientDescent:
 
     def __post_init__(self) -> None:
         if self.step is not None and not callable(self.step):
-            _require(np.isfinite(self.step) and self.step > 0, "step", "a float in the range (0, inf) or a schedule", self.step)
+            _require(is_real(self.step, finite=True) and self.step > 0, "step", "a float in the range (0, inf) or a schedule", self.step)
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,11 @@ class SGD:
 
     def __post_init__(self) -> None:
         if self.step is not None and not callable(self.step):
-            _require(np.isfinite(self.step) and self.step > 0, "step", "a float in the range (0, inf) or a schedule", self.step)
-        _require(isinstance(self.batch, (int, np.integer)) and self.batch >= 1, "batch", "an int >= 1", self.batch)
+            _require(is_real(self.step, finite=True) and self.step > 0, "step", "a float in the range (0, inf) or a schedule",
+                     self.step)
+        _require(isinstance(self.batch, (int, np.integer)) and not isinstance(self.batch, bool) and self.batch >= 1,
+                 "batch", "an int >= 1", self.batch)
+        check_seed(self.seed)
 
 
 Dynamics = GradientFlow | GradientDescent | SGD
@@ -90,10 +96,10 @@ class Stop:
     max_wall: float = np.inf
 
     def __post_init__(self) -> None:
-        _require(0 < self.tol < 1, "tol", "a float in the range (0, 1)", self.tol)
-        _require(self.max_evals >= 1, "max_evals", "an int >= 1", self.max_evals)
-        _require(self.max_time > 0, "max_time", "a float in the range (0, inf]", self.max_time)
-        _require(self.max_wall > 0, "max_wall", "a float in the range (0, inf]", self.max_wall)
+        _require(is_real(self.tol) and 0 < self.tol < 1, "tol", "a float in the range (0, 1)", self.tol)
+        _require(is_real(self.max_evals) and self.max_evals >= 1, "max_evals", "an int >= 1", self.max_evals)
+        _require(is_real(self.max_time) and self.max_time > 0, "max_time", "a float in the range (0, inf]", self.max_time)
+        _require(is_real(self.max_wall) and self.max_wall > 0, "max_wall", "a float in the range (0, inf]", self.max_wall)
 
     def outcome(self, evals: float, t: float, wall: float, residual: float) -> tuple[str, str] | None:
         """``("converged", why)`` at ``residual <= tol``, ``("budget_exhausted", why)`` when a budget is

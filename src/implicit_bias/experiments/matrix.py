@@ -14,7 +14,7 @@ from ..dynamics.matrix import ProductFlow
 from .._validation import relative_distance as _relative_distance
 from ..errors import InvalidParameterError, SolverError
 from ..models import DeepFactorization, MatrixInit
-from ..problems import MatrixRecovery, matrix_completion, matrix_sensing
+from ..problems import MatrixRecovery, check_matrix_settings, matrix_completion, matrix_sensing
 from ..references import min_frobenius, min_nuclear_norm
 
 MATRIX_METHODS = ("flow", "gd", "sgd", "product")
@@ -56,6 +56,7 @@ class MatrixTrial:
         if self.measurement not in ("gaussian", "completion"):
             raise InvalidParameterError(
                 f"The 'measurement' parameter must be 'gaussian' or 'completion'. Got {self.measurement!r}.")
+        check_matrix_settings(self.n1, self.n2, self.rank, self.m, self.measurement)  # sizes, before any work
 
     def problem(self) -> MatrixRecovery:
         if self.measurement == "gaussian":

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import InvalidParameterError
-from ..problems import gaussian_sparse
+from ..problems import check_sparse_settings, gaussian_sparse
 
 TRIAL_METHODS = ("limit", "flow", "l1", "l2")
 
@@ -40,6 +40,7 @@ class PhaseTrial:
             raise InvalidParameterError(f"The 'delta' parameter must be a float in the range (0, 1). Got {self.delta!r}.")
         if not (0 < self.rho <= 1):
             raise InvalidParameterError(f"The 'rho' parameter must be a float in the range (0, 1]. Got {self.rho!r}.")
+        check_sparse_settings(self.n, self.m, self.s, signed=self.signed)  # sizes refused before any trial runs
 
     @property
     def m(self) -> int:

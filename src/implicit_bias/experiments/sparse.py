@@ -10,6 +10,7 @@ import numpy as np
 
 from ..dynamics import SGD, GradientDescent, GradientFlow, Stop, simulate
 from ..dynamics.weight_norm import resolved_floor
+from .._validation import check_dense_size
 from .._validation import relative_distance as _relative_distance
 from ..errors import InvalidParameterError
 from ..limits import fit_effective_scale, predict_limit, predict_limit_weight_norm
@@ -45,6 +46,7 @@ class SparseTrial:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise InvalidParameterError(f"The 'method' parameter must be one of {METHODS}. Got {self.method!r}.")
+        check_dense_size(self.n * self.m, f"an m x n = {self.m} x {self.n} problem", "use smaller n and m")
 
     def problem(self) -> SparseRecovery:
         return gaussian_sparse(self.n, self.m, self.s, signed=self.signed, noise=self.noise, seed=self.seed)
@@ -165,7 +167,8 @@ class WeightNormTrial:
                 f"The 'method' parameter must be one of {WN_METHODS} for weight normalisation "
                 f"(the limit oracle needs r_inf from a run, SPEC B.7). Got {self.method!r}."
             )
-        # Validate eta_r and r0 eagerly (clear errors before any work).
+        # Validate eta_r, r0 and the memory the problem needs eagerly (clear errors before any work).
+        check_dense_size(self.n * self.m, f"an m x n = {self.m} x {self.n} problem", "use smaller n and m")
         WeightNormalized(self.depth, self.eta_r, self.signed)
         WNInit(self.r0)
 

@@ -28,11 +28,13 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, InvalidProblemError
 from .registry import get_experiment
 
 TOP_LEVEL = ("experiment", "seeds", "store", "fixed", "grid", "cases", "description")
-MAX_TRIALS = 1_000_000  # a larger sweep is split into several specs (they can share one store)
+# A spec is validated trial by trial before anything runs (~0.2 ms each): above this many trials a
+# typo (seeds = 1000000) would stall for minutes, so it is refused up front.
+MAX_TRIALS = 100_000
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,6 @@ def load_spec(source: str | Path | dict, overrides: list[str] = ()) -> SweepSpec
                      store=str(data.get("store", "sweep.sqlite")), description=str(data.get("description", "")))
     try:
         spec.trials()  # type-check every value now, before any trial runs
-    except InvalidParameterError as exc:
+    except (InvalidParameterError, InvalidProblemError) as exc:
         _fail(str(exc))
     return spec

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._validation import check_depth, float_array, is_real
 from ..errors import InvalidParameterError, UnsupportedError
 
 
 def _check_positive_vector(values: np.ndarray, name: str) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
+    values = float_array(values, name, InvalidParameterError)
     if values.ndim != 1:
         raise InvalidParameterError(f"{name} must be a 1-d vector; got shape {values.shape}.")
     if not np.all(np.isfinite(values)) or np.any(values <= 0):
@@ -42,22 +43,22 @@ class Init:
         given = [value is not None for value in (self.alpha, self.product, self.factors)]
         if sum(given) != 1:
             raise InvalidParameterError("Init takes exactly one of alpha, product, factors.")
-        if self.alpha is not None and (not np.isfinite(self.alpha) or self.alpha <= 0):
+        if self.alpha is not None and (not is_real(self.alpha, finite=True) or self.alpha <= 0):
             raise InvalidParameterError(
                 f"The 'alpha' parameter must be a float in the range (0, inf). Got {self.alpha!r}."
             )
 
     @classmethod
     def uniform(cls, alpha: float) -> "Init":
-        return cls(alpha=float(alpha))
+        return cls(alpha=float(alpha) if is_real(alpha, finite=True) else alpha)
 
     @classmethod
     def general(cls, x0) -> "Init":
-        return cls(product=np.asarray(x0, dtype=np.float64))
+        return cls(product=float_array(x0, "x0", InvalidParameterError))
 
     @classmethod
     def explicit(cls, factors) -> "Init":
-        return cls(factors=np.asarray(factors, dtype=np.float64))
+        return cls(factors=float_array(factors, "factors", InvalidParameterError))
 
     def describe(self) -> str:
         if self.alpha is not None:
@@ -145,9 +146,9 @@ class Hadamard(LiftedModel):
     signed: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.depth, bool) or int(self.depth) != self.depth or self.depth < 1:
-            raise InvalidParameterError(f"The 'depth' parameter must be an int >= 1. Got {self.depth!r}.")
-        object.__setattr__(self, "depth", int(self.depth))
+        object.__setattr__(self, "depth", check_depth(self.depth, minimum=1))
+        if not isinstance(self.signed, (bool, np.bool_)):
+            raise InvalidParameterError(f"The 'signed' parameter must be True or False. Got {self.signed!r}.")
 
     @property
     def name(self) -> str:
@@ -158,6 +159,13 @@ class Hadamard(LiftedModel):
         """Factors of shape ``(N, n')`` with ``n' = n`` (positive) or ``2n`` (signed)."""
         width = self.lifted_width(n)
         if init.alpha is not None:
+            with np.errstate(over="ignore", under="ignore"):
+                start = float(np.float64(init.alpha) ** self.depth)
+            if not (0 < start < np.inf):  # alpha^N left float64's range: the flow has no defined start
+                raise InvalidParameterError(
+                    f"alpha={init.alpha:g} gives the product initialisation alpha^N = {start:g} at depth {self.depth}, "
+                    "outside float64's range; choose alpha so that alpha^N is positive and finite."
+                )
             return np.full((self.depth, width), init.alpha)
         if init.product is not None:
             x0 = np.asarray(init.product, dtype=np.float64)
