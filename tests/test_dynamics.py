@@ -98,7 +98,7 @@ def test_non_identical_factors_conserve_balancedness():
 
 
 def test_tiny_alpha_flow_converges_to_the_limit():
-    """alpha^N = 1e-24: the mirror state is rebased instead of losing its digits."""
+    """alpha^N = 1e-24: the mirror state, updated per coordinate (SPEC A.12), keeps its digits."""
     problem = gaussian_sparse(100, 40, 4, seed=4)
     for N in (2, 3):
         result = simulate(problem, Hadamard(N), GradientFlow(), init=1e-12 if N == 2 else 1e-6, stop=Stop(tol=1e-9))
