@@ -50,11 +50,28 @@ def descent_plan(dynamics, m: int, default_step: Callable[[int | None], float]) 
     return DescentPlan(step_at, None if callable(base) else float(base), batch, rng)
 
 
-def _flat(state) -> np.ndarray:
-    """All parameters of ``state`` (an array, or a tuple/list of arrays and floats) as one vector."""
-    if isinstance(state, np.ndarray):
-        return state.ravel()
-    return np.concatenate([np.ravel(np.asarray(part, dtype=np.float64)) for part in state])
+class _StallWatch:
+    """Compares the parameters bitwise with those :data:`STALL_WINDOW` steps earlier."""
+
+    def __init__(self):
+        self.start = None
+
+    def check(self, k: int, state) -> bool:
+        """True when ``state`` at step ``k`` (a multiple of the window) equals the one a window ago."""
+        if k % STALL_WINDOW:
+            return False
+        flat = state.ravel() if isinstance(state, np.ndarray) else np.concatenate([np.ravel(part) for part in state])
+        if self.start is not None and np.array_equal(flat, self.start):
+            return True
+        self.start = flat.copy()
+        return False
+
+    @staticmethod
+    def message(k: int, rel: float) -> str:
+        return (
+            f"parameters bitwise unchanged over steps {k - STALL_WINDOW}..{k} at residual {rel:.2e}: every update "
+            "is below float64 resolution (e.g. GD at the saddle from a tiny init); use a larger init or step, or the flow"
+        )
 
 
 def descent_loop(
@@ -95,7 +112,7 @@ def descent_loop(
     t, evals, matvecs, k = 0.0, 0.0, 0.0, 0
     status, message, rel, r = "budget_exhausted", "", np.inf, None
     saved: list[tuple[float, Any]] = []
-    window_start = None
+    stall = _StallWatch()
     with np.errstate(over="ignore", invalid="ignore"):
         while True:
             snap = forward(state)
@@ -116,15 +133,9 @@ def descent_loop(
             if ended:
                 status, message = ended
                 break
-            if k % STALL_WINDOW == 0:
-                if window_start is not None and np.array_equal(_flat(state), window_start):
-                    status, message = "stalled", (
-                        f"parameters bitwise unchanged over steps {k - STALL_WINDOW}..{k} at residual {rel:.2e}: every "
-                        "update is below float64 resolution (e.g. GD at the saddle from a tiny init); use a larger "
-                        "init or step, or the flow"
-                    )
-                    break
-                window_start = _flat(state).copy()
+            if stall.check(k, state):
+                status, message = "stalled", stall.message(k, rel)
+                break
             eta = step_at(k)
             if not (np.isfinite(eta) and eta > 0):
                 status, message = "failed", f"the step schedule returned {eta!r} at step {k}; steps must be positive floats"

@@ -205,7 +205,8 @@ class RodasMirrorFlow:
         self.mirror = MirrorMap(depth)
         self.op = RotatedOperator(self.A, y, self.signed)
         self.z = np.array(z0, dtype=np.float64)
-        self.phi = self.mirror.phi(self.z)
+        with np.errstate(divide="ignore", over="ignore"):  # z0 = 0 (underflow) maps outside the domain
+            self.phi = self.mirror.phi(self.z)
         self.r = self.op.matvec(self.z) - self.op.y
         self.evals, self.matvecs, self.steps, self.rejected, self.factorizations, self.rotations = 1, 1, 0, 0, 0, 0
         self._gram = None  # (H, h) at the current state, reused by rejected attempts with smaller h
@@ -230,6 +231,11 @@ class RodasMirrorFlow:
 
     def advance(self, target: float) -> None:
         """One accepted step, shortened to land exactly on ``target`` when that is within reach."""
+        if not self.mirror.in_domain(self.phi):
+            raise StepFailure(
+                f"the mirror state is outside the domain of the depth-{self.depth} mirror map at t={self.t:.3g} "
+                "(a product coordinate is 0 or beyond float64's range, e.g. alpha^N underflowed): use a larger init"
+            )
         h = self.first_step() if self._h is None else self._h
         remaining = self._time.until(target)
         landing = remaining <= h
