@@ -99,12 +99,10 @@ def descent_loop(
     checked for divergence, convergence (``||r|| <= tol ||y||``) and the ``stop`` budgets; then
     ``g = gradient(snap, r)`` (``A^*(r)``) or ``g = minibatch(snap, rows)`` (the unbiased
     ``m/q``-scaled estimator) and ``state = update(state, snap, g, eta_k)`` (the chain rule).
-    ``(t, snapshot(snap))`` is saved at the iterations in ``save_at`` (or every one for ``"steps"``).
-    Every :data:`STALL_WINDOW` steps the parameters are compared bitwise with those a window
-    earlier: unchanged means ``stalled``.
-
-    Costs: a full gradient is one evaluation and two products with ``A``; an SGD step ``q/m`` of
-    each; an SGD residual check half an evaluation.
+    ``(t, snapshot(snap))`` is saved at the iterations in ``save_at`` (every one for ``"steps"``);
+    parameters bitwise unchanged over :data:`STALL_WINDOW` steps mean ``stalled``. Costs: a full
+    gradient is one evaluation and two products with ``A``; an SGD step ``q/m`` of each; an SGD
+    residual check half an evaluation.
     """
     times, every_step = save_schedule(save_at)
     save_steps = set() if times is None else {int(k) for k in times}
