@@ -195,7 +195,7 @@ def run_flow(problem, row: Row, cap_s: float, errors: list[str]) -> None:
     row.flow_evals, row.flow_matvecs = res.grad_evals, res.matvecs
     row.flow_converged = res.status == "converged"
     row.flow_status = res.status if res.status == "converged" else f"{res.status} (res {res.residual:.1e})"
-    if res.method != "flow[mirror]":  # e.g. the Rosenbrock steps failed and the exponential integrator took over
+    if res.method != "flow[mirror]":  # another integrator than the Rosenbrock mirror flow (none today: no fallback)
         row.flow_status += f" [{res.method}]"
     if row.pred_x is not None and np.all(np.isfinite(res.x)):
         row.flow_dist = float(np.linalg.norm(res.x - row.pred_x) / np.linalg.norm(row.pred_x))

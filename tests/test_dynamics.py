@@ -57,6 +57,7 @@ def test_factor_space_flow_limit_equals_predicted(N, alpha):
     """§F row 2 done in factor space, where the KKT structure is not built in."""
     problem = gaussian_sparse(100, 40, 5, signed=False, seed=0)
     result = simulate(problem, Hadamard(N), GradientFlow(space="factor"), init=alpha, stop=Stop(tol=1e-8, max_wall=300))
+    assert result.status == "converged", result.message
     predicted = predict_limit(problem, Hadamard(N), Init.uniform(alpha))
     # residual 1e-8 bounds the distance to the limit by ~1e-8 times the conditioning of the tail
     assert rel(result.x, predicted.x) <= 1e-6
@@ -85,6 +86,7 @@ def test_signed_N2_closed_form_flow():
                        t_eval=times, rtol=1e-11, atol=1e-13)
     flow = simulate(problem, Hadamard(2, signed=True), GradientFlow(space="factor"), init=alpha, save_at=times,
                     stop=Stop(max_time=4.0))
+    assert flow.status == "budget_exhausted" and flow.t == 4.0  # the time budget, landed on exactly
     assert np.allclose(flow.path.x, closed.y.T, atol=1e-7)
 
 
@@ -98,7 +100,7 @@ def test_non_identical_factors_conserve_balancedness():
 
 
 def test_tiny_alpha_flow_converges_to_the_limit():
-    """alpha^N = 1e-24: the mirror state is rebased instead of losing its digits."""
+    """alpha^N = 1e-24: the mirror state, updated per coordinate (SPEC A.12), keeps its digits."""
     problem = gaussian_sparse(100, 40, 4, seed=4)
     for N in (2, 3):
         result = simulate(problem, Hadamard(N), GradientFlow(), init=1e-12 if N == 2 else 1e-6, stop=Stop(tol=1e-9))
@@ -236,6 +238,7 @@ def test_first_plateau_follows_its_closed_form(N, alpha):
     c, p, k = alpha ** (2 - N), N / (N - 2), (N - 2) * (A.T @ y)
     times = c / k.max() * (1 - np.logspace(-1, -4 if N == 3 else -7, 7))
     result = simulate(problem, Hadamard(N), GradientFlow(), init=alpha, save_at=times, stop=Stop(max_time=times[-1]))
+    assert result.status == "budget_exhausted" and result.t == times[-1]
     assert np.array_equal(result.path.t, times)
     closed = (c - np.outer(times, k)) ** (-p)
     # First-order effect of the neglected A^T A z: |d phi_j| <= (|A^T A| int_0^t z)_j, and

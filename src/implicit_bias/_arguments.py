@@ -13,22 +13,12 @@ from ._validation import float_array
 from .errors import InvalidParameterError
 
 
-def check_simulate_arguments(problem, model, stop, save_at):
-    """Raise :class:`InvalidParameterError` unless ``problem``, ``model`` and ``stop`` have the right types;
-    return ``save_at`` as None, ``"steps"`` or a sorted 1-d array of finite times >= 0."""
+def check_simulate_arguments(stop, save_at):
+    """Raise :class:`InvalidParameterError` unless ``stop`` is a ``Stop``; return ``save_at`` as None,
+    ``"steps"`` or a sorted 1-d array of finite times >= 0. (The problem and model types are checked
+    by :func:`implicit_bias.dynamics.runner_for`, which knows which model fits which problem.)"""
     from .dynamics.base import Stop
-    from .models import DeepFactorization, Hadamard, WeightNormalized
-    from .problems import MatrixRecovery, SparseRecovery
 
-    if not isinstance(problem, (SparseRecovery, MatrixRecovery)):
-        raise InvalidParameterError(
-            f"The 'problem' parameter must be a SparseRecovery or MatrixRecovery (gaussian_sparse, matrix_sensing, "
-            f"load_problem, ...). Got {type(problem).__name__}."
-        )
-    if not isinstance(model, (Hadamard, WeightNormalized, DeepFactorization)):
-        raise InvalidParameterError(
-            f"The 'model' parameter must be a Hadamard, WeightNormalized or DeepFactorization. Got {type(model).__name__}."
-        )
     if not isinstance(stop, Stop):
         raise InvalidParameterError(f"The 'stop' parameter must be a Stop. Got {type(stop).__name__}.")
     return check_save_at(save_at)

@@ -12,7 +12,6 @@ from .._validation import require as _require
 from ..status import Status
 
 
-
 @dataclass(frozen=True)
 class GradientFlow:
     """Gradient flow in factor time (SPEC C1), integrated by an adaptive stiff method.
@@ -23,7 +22,9 @@ class GradientFlow:
     coordinate's relative error in ``φ`` per step (``atol`` is unused there). ``"factor"``
     integrates every factor (SPEC A.2) with BDF, as needed for non-identical factors; ``"auto"``
     picks mirror whenever the factors are identical. Deep matrix factorisations integrate their
-    factors with DOP853 (:mod:`implicit_bias.dynamics.matrix`).
+    factors with DOP853 (:mod:`implicit_bias.dynamics.matrix`). Every integrator runs through the one
+    driver of :mod:`implicit_bias.dynamics.driver` (saved times are landed on by steps); a failing
+    integrator ends the run ``failed``, no other method is substituted.
     """
 
     space: Literal["auto", "mirror", "factor"] = "auto"
@@ -131,7 +132,8 @@ class Path:
 
 @dataclass(frozen=True, eq=False)
 class Result:
-    """What a simulation produced. ``status`` says whether ``x`` may be trusted."""
+    """What a simulation produced. ``status`` (a word of :mod:`implicit_bias.status`) says whether
+    ``x`` may be trusted; ``method`` names the integrator or loop that produced it."""
 
     x: np.ndarray
     status: Status

@@ -1,21 +1,77 @@
 """Gradient descent and mini-batch SGD (SPEC D.1, D.2): one loop shared by every model.
 
-:func:`descent_loop` owns the bookkeeping (step schedule, residual checks, divergence,
-convergence, budgets, saving, evaluation counts); a model plugs in how to form its end-to-end
-quantity, its residual and gradient, and how to pull a gradient back onto its parameters.
+:func:`descent_loop` owns the bookkeeping (step schedule, residual checks, divergence, stalls,
+convergence, budgets, saving, evaluation counts) and returns the :class:`~.driver.Outcome` of the
+flows; a model plugs in how to form its end-to-end quantity, its residual and gradient, and how to
+pull a gradient back onto its parameters. :func:`descent_plan` turns ``GradientDescent``/``SGD``
+into a step schedule, the same way for every model.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import InvalidParameterError
 from ..models.hadamard import factor_gradient, product
+from .driver import Outcome, save_schedule
 
 # A run is called diverged when its residual exceeds this multiple of ||y|| (it started near
 # ||y||: the initial product is small) or becomes non-finite.
 _DIVERGENCE_FACTOR = 1e6
+# A run is called stalled when its parameters are bitwise unchanged over this many steps: every
+# update is below half an ulp of its parameter (e.g. GD at the saddle of N >= 3 from a tiny alpha),
+# so no further step can move them.
+STALL_WINDOW = 1000
+
+
+@dataclass(frozen=True)
+class DescentPlan:
+    """The step schedule of a GD/SGD run: ``step_at(k)``, the fixed step (None for a schedule),
+    the batch (None for GD) and the seeded generator of the batches."""
+
+    step_at: Callable[[int], float]
+    step: float | None
+    batch: int | None
+    rng: np.random.Generator | None
+
+
+def descent_plan(dynamics, m: int, default_step: Callable[[int | None], float]) -> DescentPlan:
+    """The plan of ``dynamics`` (``GradientDescent`` or ``SGD``) on ``m`` measurements;
+    ``default_step(batch)`` is the model's safe step (SPEC D.3(ii)), used when ``step=None``."""
+    batch = getattr(dynamics, "batch", None)
+    if batch is not None and batch > m:
+        raise InvalidParameterError(f"The 'batch' parameter must be <= m = {m}. Got {batch}.")
+    base = dynamics.step if dynamics.step is not None else default_step(batch)
+    step_at = base if callable(base) else (lambda k, eta=float(base): eta)
+    rng = np.random.default_rng(dynamics.seed) if batch is not None else None
+    return DescentPlan(step_at, None if callable(base) else float(base), batch, rng)
+
+
+class _StallWatch:
+    """Compares the parameters bitwise with those :data:`STALL_WINDOW` steps earlier."""
+
+    def __init__(self):
+        self.start = None
+
+    def check(self, k: int, state) -> bool:
+        """True when ``state`` at step ``k`` (a multiple of the window) equals the one a window ago."""
+        if k % STALL_WINDOW:
+            return False
+        flat = state.ravel() if isinstance(state, np.ndarray) else np.concatenate([np.ravel(part) for part in state])
+        if self.start is not None and np.array_equal(flat, self.start):
+            return True
+        self.start = flat.copy()
+        return False
+
+    @staticmethod
+    def message(k: int, rel: float) -> str:
+        return (
+            f"parameters bitwise unchanged over steps {k - STALL_WINDOW}..{k} at residual {rel:.2e}: every update "
+            "is below float64 resolution (e.g. GD at the saddle from a tiny init); use a larger init or step, or the flow"
+        )
 
 
 def descent_loop(
@@ -31,11 +87,11 @@ def descent_loop(
     step_at: Callable[[int], float],
     stop,
     clock: Callable[[], float],
-    save: Callable[[float, Any], None] | None = None,
+    snapshot: Callable[[Any], Any] | None = None,
     save_at=None,
     batch: int | None = None,
     rng: np.random.Generator | None = None,
-):
+) -> Outcome:
     """GD (``batch=None``, SPEC D.1) or SGD with ``batch`` of the ``m`` measurements per step (D.2).
 
     Per step: ``snap = forward(state)`` (the end-to-end point, None when not finite); every step
@@ -43,25 +99,26 @@ def descent_loop(
     checked for divergence, convergence (``||r|| <= tol ||y||``) and the ``stop`` budgets; then
     ``g = gradient(snap, r)`` (``A^*(r)``) or ``g = minibatch(snap, rows)`` (the unbiased
     ``m/q``-scaled estimator) and ``state = update(state, snap, g, eta_k)`` (the chain rule).
-    ``save(t, snap)`` is called at the iterations in ``save_at`` (or every one for ``"steps"``).
-
-    Costs: a full gradient is one evaluation and two products with ``A``; an SGD step ``q/m`` of
-    each; an SGD residual check half an evaluation. Returns
-    ``(state, status, message, t, steps, grad_evals, matvecs)``.
+    ``(t, snapshot(snap))`` is saved at the iterations in ``save_at`` (every one for ``"steps"``);
+    parameters bitwise unchanged over :data:`STALL_WINDOW` steps mean ``stalled``. Costs: a full
+    gradient is one evaluation and two products with ``A``; an SGD step ``q/m`` of each; an SGD
+    residual check half an evaluation.
     """
-    every_step = isinstance(save_at, str) and save_at == "steps"
-    save_steps = None if save_at is None or isinstance(save_at, str) else {int(k) for k in save_at}
+    times, every_step = save_schedule(save_at)
+    save_steps = set() if times is None else {int(k) for k in times}
     check_every = 1 if batch is None else max(1, m // batch)
     t, evals, matvecs, k = 0.0, 0.0, 0.0, 0
     status, message, rel, r = "budget_exhausted", "", np.inf, None
+    saved: list[tuple[float, Any]] = []
+    stall = _StallWatch()
     with np.errstate(over="ignore", invalid="ignore"):
         while True:
             snap = forward(state)
             if snap is None:
                 status, message = "diverged", f"non-finite parameters at step {k} (step size too large)"
                 break
-            if save is not None and (every_step or (save_steps is not None and k in save_steps)):
-                save(t, snap)
+            if snapshot is not None and (every_step or k in save_steps):
+                saved.append((t, snapshot(snap)))
             if batch is None or k % check_every == 0:
                 r = residual(snap)
                 rel = float(np.linalg.norm(r) / ynorm)
@@ -73,6 +130,9 @@ def descent_loop(
             ended = stop.outcome(evals, t, clock(), rel)
             if ended:
                 status, message = ended
+                break
+            if stall.check(k, state):
+                status, message = "stalled", stall.message(k, rel)
                 break
             eta = step_at(k)
             if not (np.isfinite(eta) and eta > 0):
@@ -89,7 +149,8 @@ def descent_loop(
             state = update(state, snap, g, eta)
             t += eta
             k += 1
-    return state, status, message, t, k, int(np.ceil(evals)), int(np.ceil(matvecs))
+    return Outcome(status=status, message=message, t=t, steps=k, evals=int(np.ceil(evals)),
+                   matvecs=int(np.ceil(matvecs)), saved=tuple(saved), state=state)
 
 
 def minibatch_gradient(B, y, z: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -98,22 +159,17 @@ def minibatch_gradient(B, y, z: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return (B.m / len(rows)) * sub.rmatvec(sub.matvec(z) - y[rows])
 
 
-def descend(B, y, factors, *, step_at, stop, save_at, clock, batch=None, rng=None):
-    """GD (``batch=None``) or SGD with ``batch`` rows per step on the lifted Hadamard problem (SPEC D.1, D.2).
-
-    Returns ``(factors, status, message, t, steps, grad_evals, matvecs, saved)``.
-    """
-    saved: list[tuple[float, np.ndarray]] = []
+def descend(B, y, factors, *, plan: DescentPlan, stop, save_at, clock) -> Outcome:
+    """GD or SGD (``plan``) on the lifted Hadamard problem (SPEC D.1, D.2); saved records are ``z``."""
 
     def forward(factors):
         z = product(factors)
         return z if np.all(np.isfinite(z)) else None
 
-    factors, status, message, t, k, evals, matvecs = descent_loop(
+    return descent_loop(
         factors, forward=forward, residual=lambda z: B.matvec(z) - y, gradient=lambda z, r: B.rmatvec(r),
         minibatch=lambda z, rows: minibatch_gradient(B, y, z, rows),
         update=lambda factors, z, g, eta: factors - eta * factor_gradient(factors, g),
-        m=B.m, ynorm=float(np.linalg.norm(y)), step_at=step_at, stop=stop, clock=clock,
-        save=lambda t, z: saved.append((t, z.copy())), save_at=save_at, batch=batch, rng=rng,
+        m=B.m, ynorm=float(np.linalg.norm(y)), step_at=plan.step_at, stop=stop, clock=clock,
+        snapshot=np.copy, save_at=save_at, batch=plan.batch, rng=plan.rng,
     )
-    return factors, status, message, t, k, evals, matvecs, saved

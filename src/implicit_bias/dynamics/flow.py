@@ -1,23 +1,31 @@
-"""Gradient flow in factor space by implicit adaptive integration (SPEC A.2).
+"""Gradient flows integrated by scipy's solvers, stepped one accepted step at a time (SPEC A.2, B.3, C.1).
 
-:func:`integrate` drives scipy's BDF by hand so that every accepted step is checked (finite,
-residual, budget) for any *system* with ``initial/rhs/jac/observe/rebase/factors``:
+:class:`ScipyStepper` turns scipy's ``BDF`` (implicit, for the factor-space Hadamard flow and the
+weight-normalised ``(r, v)`` flow) or ``DOP853`` (explicit, for deep matrix factors and the
+product flow) into a stepper of :func:`implicit_bias.dynamics.driver.drive`: each ``advance``
+is one accepted step, clipped to end exactly on the driver's target.
 
-- :class:`FactorSystem`, for any factors: every factor follows its own gradient (SPEC A.2);
-  dense Jacobian of size ``(N n')^2``, meant for small problems and as an independent check.
-- the weight-normalised ``(r, v)`` system of :mod:`.weight_norm`.
-
-Identical factors take the mirror-space Rosenbrock integrator of :mod:`.rosenbrock` instead
-(its predecessor here, BDF on the dual variable with rebasing, saved paths whose residual
-rose to ``2.8e3 ||y||`` during escapes and took 35 s at n = 1000, N = 4, alpha = 1e-6).
+:class:`FactorSystem` is the factor-space flow for any factors: every factor follows its own
+gradient (SPEC A.2); dense Jacobian of size ``(N n')^2``, meant for small problems and as an
+independent check. Identical factors take the mirror-space Rosenbrock integrator of
+:mod:`.rosenbrock` instead.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from scipy.integrate import BDF
+from typing import Callable
 
+import numpy as np
+from scipy.integrate import BDF, DOP853
+
+from ..errors import ImplicitBiasError
 from ..models.hadamard import factor_gradient, leave_one_out_products, product
+from .driver import Outcome, StepFailure, drive
+
+# A solver whose step falls below this fraction of its own time is restarted at time 0 (with the
+# offset kept aside): float64 cannot resolve steps below ~eps t, and BDF would give up.
+RESTART_RATIO = 1e-9
+_FAILURES = (ImplicitBiasError, ValueError, ArithmeticError, np.linalg.LinAlgError)
 
 
 class FactorSystem:
@@ -61,83 +69,97 @@ class FactorSystem:
     def jac_cost(self) -> int:
         return self.shape[0] * self.shape[1]
 
-    def observe(self, state: np.ndarray) -> tuple[np.ndarray | None, bool]:
-        if not np.all(np.isfinite(state)):
-            return None, False
-        return self.z(state), False
-
-    def rebase(self, state: np.ndarray) -> np.ndarray:
-        return state.copy()
+    def observe(self, state: np.ndarray) -> np.ndarray | None:
+        """The product ``z`` of the factors, or None when the state is not finite."""
+        return self.z(state) if np.all(np.isfinite(state)) else None
 
     def factors(self, state: np.ndarray) -> np.ndarray:
         return state.reshape(self.shape).copy()
 
 
-def integrate(system, *, B, y, stop, rtol, atol, save_at, clock):
-    """Step ``system`` with BDF until the residual tolerance or a budget is reached.
+class ScipyStepper:
+    """A scipy ``OdeSolver`` (``BDF`` or ``DOP853``) as a stepper of :func:`~.driver.drive`.
 
-    Returns ``(state, status, message, t, steps, nfev, matvecs, saved)`` where ``saved`` is a
-    list of ``(t, z)`` pairs.
+    ``observe(state)`` gives the end-to-end point (None outside the model's domain) and
+    ``residual(point)`` its relative residual (``residual_matvecs`` products with ``A``). Landing:
+    before each step the solver's ``t_bound`` is moved to the driver's target, so scipy clips the
+    step to end there. Costs: ``evals`` right-hand sides; ``matvecs`` two per right-hand side,
+    ``jac_cost`` per Jacobian and ``residual_matvecs`` per residual check.
     """
-    ynorm = np.linalg.norm(y)
-    state = system.initial()
-    t_base, steps, nfev, njev, matvecs = 0.0, 0, 0, 0, 0
-    saved: list[tuple[float, np.ndarray]] = []
-    save_times = None if save_at is None or isinstance(save_at, str) else np.sort(np.asarray(save_at, float))
-    save_index = 0
-    if save_times is not None:
-        while save_index < len(save_times) and save_times[save_index] <= 0:
-            saved.append((float(save_times[save_index]), system.z(state)))
-            save_index += 1
-    elif isinstance(save_at, str) and save_at == "steps":
-        saved.append((0.0, system.z(state)))
-    first_step = None
 
-    def new_solver(start, first):
-        return BDF(system.rhs, 0.0, start, np.inf, rtol=rtol, atol=atol, jac=system.jac, first_step=first)
+    def __init__(self, method, rhs, state0: np.ndarray, *, rtol: float, atol: float,
+                 observe: Callable, residual: Callable, jac=None, jac_cost: int = 0, residual_matvecs: int = 2):
+        options = {"rtol": rtol, "atol": atol} | ({"jac": jac} if jac is not None else {})
+        self._new = lambda y0, first: method(rhs, 0.0, y0, np.inf, first_step=first, **options)
+        self._observe, self._residual = observe, residual
+        self._jac_cost, self._residual_matvecs = jac_cost, residual_matvecs
+        self.solver, self.restart = None, True
+        self.state, self.t, self.t_base, self.steps = state0, 0.0, 0.0, 0
+        self._point = observe(state0)
+        self._done_nfev = self._done_njev = self._checks = 0
 
-    solver = new_solver(state, first_step)
-    status, message = "budget_exhausted", ""
-    while True:
-        t_old = solver.t
+    @property
+    def evals(self) -> int:
+        return self._done_nfev + (self.solver.nfev if self.solver is not None else 0)
+
+    @property
+    def matvecs(self) -> int:
+        njev = self._done_njev + (self.solver.njev if self.solver is not None else 0)
+        return 2 * self.evals + self._jac_cost * njev + self._residual_matvecs * self._checks
+
+    def point(self) -> np.ndarray:
+        return self._point
+
+    def residual(self) -> float:
+        self._checks += 1
+        return self._residual(self._point) if self._point is not None else float("inf")
+
+    def advance(self, target: float) -> None:
+        if self.restart:
+            first = None if self.solver is None else self.solver.step_size
+            if self.solver is not None:
+                self._done_nfev, self._done_njev = self.evals, self._done_njev + self.solver.njev
+            self.t_base = self.t
+            try:
+                self.solver = self._new(self.state, first)
+            except _FAILURES as exc:
+                raise StepFailure(f"integrator failed at t={self.t:.3g}: {exc}") from exc
+            self.restart = False
+        solver = self.solver
+        solver.t_bound, solver.status = target - self.t_base, "running"
         try:
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # trial steps may overshoot; checked below
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # trial steps may overshoot
                 error = solver.step()
-        except (ValueError, np.linalg.LinAlgError) as exc:  # non-finite Jacobian or singular LU
-            status, message = "failed", f"integrator failed at t={t_base + t_old:.3g}: {exc}"
-            break
-        steps += 1
+        except _FAILURES as exc:  # non-finite right-hand side or Jacobian, singular LU
+            raise StepFailure(f"integrator failed at t={self.t:.3g}: {exc}") from exc
+        self.steps += 1
         if solver.status == "failed":
-            status, message = "failed", f"integrator failed at t={t_base + t_old:.3g}: {error}"
-            break
-        z, rebase = system.observe(solver.y)
-        if z is None:
-            status, message = "failed", (
-                f"the integrator left the domain (non-finite or non-positive product) at t={t_base + solver.t:.3g}; "
-                "tighten rtol or use GradientFlow(space='factor')"
+            raise StepFailure(f"integrator failed at t={self.t:.3g}: {error}")
+        point = self._observe(solver.y) if np.all(np.isfinite(solver.y)) else None
+        if point is None:
+            raise StepFailure(
+                f"the integrator left the model's domain (non-finite or non-positive state) at "
+                f"t={self.t_base + solver.t:.3g}; tighten rtol"
             )
-            break
-        state = solver.y
-        t_now = t_base + solver.t
-        if save_times is not None and save_index < len(save_times) and save_times[save_index] <= t_now:
-            dense = solver.dense_output()
-            while save_index < len(save_times) and save_times[save_index] <= t_now:
-                saved.append((float(save_times[save_index]), system.z(dense(save_times[save_index] - t_base))))
-                save_index += 1
-        if isinstance(save_at, str) and save_at == "steps":
-            saved.append((t_now, z))
-        residual = np.linalg.norm(B.matvec(z) - y) / ynorm
-        matvecs += 2
-        evals_now = nfev + solver.nfev
-        ended = stop.outcome(evals_now, t_now, clock(), residual)
-        if ended:
-            status, message = ended
-            break
-        if rebase or solver.step_size < 1e-9 * solver.t:
-            nfev, njev = nfev + solver.nfev, njev + solver.njev
-            t_base = t_now
-            state = system.rebase(state)
-            solver = new_solver(state, solver.step_size)
-    nfev, njev = nfev + solver.nfev, njev + solver.njev
-    matvecs += 2 * nfev + system.jac_cost() * njev
-    return state, status, message, t_base + solver.t, steps, nfev, matvecs, saved
+        self.state, self._point = solver.y, point
+        self.t = target if solver.status == "finished" else self.t_base + solver.t
+        self.restart = solver.step_size < RESTART_RATIO * solver.t
+
+
+def integrate(system, *, B, y, stop, rtol: float, atol: float, save_at, clock) -> Outcome:
+    """BDF on ``system`` (``initial/rhs/jac/jac_cost/observe``) through :func:`~.driver.drive`;
+    saved records are the product ``z``."""
+    ynorm = float(np.linalg.norm(y))
+    stepper = ScipyStepper(
+        BDF, system.rhs, system.initial(), rtol=rtol, atol=atol, jac=system.jac, jac_cost=system.jac_cost(),
+        observe=system.observe, residual=lambda z: float(np.linalg.norm(B.matvec(z) - y)) / ynorm,
+    )
+    return drive(stepper, stop=stop, clock=clock, save_at=save_at)
+
+
+def integrate_explicit(rhs, state0, *, observe, residual, stop, rtol: float, atol: float, save_at, clock,
+                       snapshot=np.copy) -> Outcome:
+    """DOP853 on ``state' = rhs(t, state)`` through :func:`~.driver.drive` (matrix flows, SPEC C.1, C.5)."""
+    stepper = ScipyStepper(DOP853, rhs, state0, rtol=rtol, atol=atol, observe=observe, residual=residual,
+                           residual_matvecs=1)
+    return drive(stepper, stop=stop, clock=clock, save_at=save_at, snapshot=snapshot)

@@ -13,26 +13,41 @@ Reached through :func:`implicit_bias.dynamics.simulate` with a
   with the unbiased ``m/q``-scaled estimator (SPEC D.2); the default step is SPEC D.3(ii) carried
   over to matrices, see :func:`default_matrix_step`.
 
-Statuses and ``Stop`` semantics are those of the sparse engine: ``converged`` when the relative
-residual ``||A(W) - y|| / ||y||`` reaches ``stop.tol``, ``budget_exhausted``, ``diverged`` (GD/SGD),
-``failed`` (integrator trouble); numerical trouble never raises.
+Both flows run through the one driver (:mod:`implicit_bias.dynamics.driver`: saved times are landed
+on by steps), GD/SGD through :func:`~.descent.descent_loop`. Statuses (:mod:`implicit_bias.status`)
+and ``Stop`` semantics are those of the sparse runner: ``converged`` when the relative residual
+``||A(W) - y|| / ||y||`` reaches ``stop.tol``, ``budget_exhausted``, ``stalled`` and ``diverged``
+(GD/SGD), ``failed`` (integrator trouble); numerical trouble never raises.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.integrate import DOP853
-from scipy.sparse.linalg import LinearOperator, svds
 
 from .. import matrix_theory as mt
-from ..errors import ImplicitBiasError, InvalidParameterError, UnsupportedError
+from .._validation import require as _require
+from ..errors import InvalidParameterError, UnsupportedError
 from ..models.deep_factorization import DeepFactorization, MatrixInit
 from ..problems import MatrixRecovery
-from .base import SGD, GradientDescent, GradientFlow, Status, Stop, _require
-from .descent import descent_loop
+from ..status import Status
+from .base import SGD, GradientDescent, GradientFlow, Stop
+from .descent import descent_loop, descent_plan
+from .driver import Outcome, save_schedule
+from .flow import integrate_explicit
+from .matrix_ops import (
+    _batch_maps,
+    _effective_rank,
+    _finite,
+    _rebuild_factors,
+    balancedness_drift,
+    default_matrix_step,
+    minibatch_gradient,
+    operator_norm,
+    target_scale,
+)
+from .sparse import stopwatch
 
 BALANCED_TOL = 1e-8  # largest balancedness defect (C.3) that ProductFlow accepts
 PATH_W_LIMIT = 5_000_000  # the path keeps W itself while d_y * d_x * len(t) stays below this
@@ -122,262 +137,50 @@ class MatrixResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# helpers
+# saved paths
 
 
-def _effective_rank(s: np.ndarray) -> float:
-    """``exp(H(s / ||s||_1))`` from given singular values, as :func:`matrix_theory.effective_rank` (0 for zero)."""
-    if not np.all(np.isfinite(s)):
-        return float("nan")
-    total = float(np.sum(s))
-    if total <= 0.0:
-        return 0.0
-    p = s[s > 0] / total
-    return float(np.exp(-np.sum(p * np.log(p))))
+def _snapshot(problem: MatrixRecovery):
+    """``W -> (singular values, residual, W or None)`` for one run: ``W`` itself is kept only while
+    the saved ``W``s hold at most :data:`PATH_W_LIMIT` numbers."""
+    kept = [0]
 
-
-def _finite(mats) -> bool:
-    return all(bool(np.all(np.isfinite(Wj))) for Wj in mats)
-
-
-def balancedness_drift(factors0, factors) -> float | None:
-    """``max_j ||D_j(T) - D_j(0)||_F / max_j max(||W_j(0)||_F^2, ||W_j(T)||_F^2)``, ``D_j`` of SPEC C.3.
-
-    Scaled by the larger of the initial and the final factor norms: from a small initialisation
-    the factors grow by orders of magnitude, and an integrator's error is relative to the current size.
-    """
-    if not _finite(factors):
-        return None
-    if len(factors) == 1:
-        return 0.0
-
-    def D(mats):
-        return [B.T @ B - A @ A.T for A, B in zip(mats, mats[1:])]
-
-    drift = max(float(np.linalg.norm(b - a)) for a, b in zip(D(factors0), D(factors)))
-    scale = max(float(np.linalg.norm(Wj)) ** 2 for Wj in (*factors0, *factors))
-    return drift / scale if scale > 0 else 0.0
-
-
-def _batch_maps(operator):
-    """``rows -> (apply_J, adjoint_J)`` for the measurements ``J = rows`` of ``operator``."""
-    d_y, d_x = operator.shape
-    if hasattr(operator, "index"):  # EntryMask
-        rows_idx, cols_idx = operator.index
-
-        def maps(rows):
-            ri, ci = rows_idx[rows], cols_idx[rows]
-
-            def adjoint(r):
-                out = np.zeros((d_y, d_x))
-                out[ri, ci] = r
-                return out
-
-            return (lambda W: W[ri, ci]), adjoint
-
-        return maps
-    if hasattr(operator, "matrices"):  # GaussianSensing, DenseSensing
-        flat = np.asarray(operator.matrices).reshape(operator.m, -1)
-
-        def maps(rows):
-            sub = flat[rows]
-            return (lambda W: sub @ W.ravel()), (lambda r: (r @ sub).reshape(d_y, d_x))
-
-        return maps
-
-    def maps(rows):  # any other operator: full products, then restrict / zero-pad
-        def adjoint(r):
-            full = np.zeros(operator.m)
-            full[rows] = r
-            return operator.adjoint(full)
-
-        return (lambda W: operator.apply(W)[rows]), adjoint
-
-    return maps
-
-
-def minibatch_gradient(problem: MatrixRecovery, W: np.ndarray, rows, _maps=None) -> np.ndarray:
-    """Unbiased estimator ``(m/q) A_J^*(A_J(W) - y_J)`` of ``grad L(W) = A^*(A(W) - y)`` (SPEC D.2)."""
-    rows = np.asarray(rows)
-    apply_J, adjoint_J = (_maps or _batch_maps(problem.operator))(rows)
-    return (problem.m / rows.size) * adjoint_J(apply_J(W) - problem.y[rows])
-
-
-def operator_norm(operator) -> float:
-    """``||A||_op``: 1 for an entry mask, else the top singular value (dense SVD when small, Lanczos otherwise)."""
-    if hasattr(operator, "index"):
-        return 1.0
-    d_y, d_x = operator.shape
-    n, m = d_y * d_x, operator.m
-    if hasattr(operator, "matrices") and n * m <= 4_000_000:
-        return float(np.linalg.norm(np.asarray(operator.matrices).reshape(m, n), 2))
-    if min(n, m) <= 2:
-        basis = np.eye(n)
-        dense = np.stack([operator.apply(basis[k].reshape(d_y, d_x)) for k in range(n)], axis=1)
-        return float(np.linalg.norm(dense, 2))
-    lin = LinearOperator(
-        (m, n), matvec=lambda v: operator.apply(np.reshape(v, (d_y, d_x))),
-        rmatvec=lambda r: operator.adjoint(np.ravel(r)).ravel(), dtype=np.float64,
-    )
-    return float(svds(lin, k=1, tol=1e-6, return_singular_vectors=False, random_state=0)[0])
-
-
-def _frobenius_sq(operator) -> float:
-    """``||A||_F^2 = sum_l ||A_l||_F^2`` (``m`` for an entry mask)."""
-    if hasattr(operator, "index"):
-        return float(operator.m)
-    if hasattr(operator, "matrices"):
-        return float(np.sum(np.asarray(operator.matrices) ** 2))
-    rng = np.random.default_rng(0)  # Hutchinson: E ||A(G)||^2 = ||A||_F^2 for Gaussian G
-    return float(np.mean([np.sum(operator.apply(rng.standard_normal(operator.shape)) ** 2) for _ in range(32)]))
-
-
-def target_scale(problem: MatrixRecovery) -> float:
-    """Spectral-norm estimate ``||A^*(y)||_2 * d_y d_x / ||A||_F^2`` of the target.
-
-    ``E[A^* A] = (||A||_F^2 / (d_y d_x)) I`` for Gaussian sensing and uniform completion, so the
-    rescaled back-projection is an unbiased estimate of ``W_true``; its spectral norm exceeds
-    ``||W_true||_2`` by the back-projection noise, which makes it an upper estimate in practice.
-    """
-    op = problem.operator
-    d_y, d_x = op.shape
-    back = op.adjoint(problem.y) * (d_y * d_x / _frobenius_sq(op))
-    return float(np.linalg.norm(back, 2))
-
-
-def default_matrix_step(problem: MatrixRecovery, model: DeepFactorization, init=None, *, batch: int | None = None) -> float:
-    """Safe GD step, SPEC D.3(ii) for matrices: ``0.5 * 2 / (N ||A||_op^2 s^(2-2/N))``.
-
-    ``N ||A||^2 s^(2-2/N)`` bounds the top Hessian eigenvalue ``||A||^2 lambda_max(A_W)`` (C.6) at
-    balanced interpolants with ``||W||_2 <= s``; ``s`` is the larger of :func:`target_scale` and
-    ``||W(0)||_2``. SGD with batch ``q`` scales the step by ``q/m`` (the estimator's curvature
-    is up to ``m/q`` times larger).
-    """
-    N = model.depth
-    s = target_scale(problem)
-    if init is not None:
-        s = max(s, float(np.linalg.norm(model.product(model.initial_factors(init, problem.shape)), 2)))
-    eta = 0.5 * 2.0 / (N * operator_norm(problem.operator) ** 2 * s ** (2.0 - 2.0 / N))
-    return eta * (batch / problem.m if batch is not None else 1.0)
-
-
-class _Recorder:
-    """Collects ``(t, W)`` snapshots as singular values, effective rank, residual (and ``W`` while small)."""
-
-    def __init__(self, problem: MatrixRecovery):
-        self.problem = problem
-        self.t, self.sv, self.er, self.res, self.Ws = [], [], [], [], []
-        self.keep_W = True
-
-    def add(self, t: float, W: np.ndarray) -> None:
+    def snapshot(W: np.ndarray):
         finite = bool(np.all(np.isfinite(W)))
         s = np.linalg.svd(W, compute_uv=False) if finite else np.full(min(W.shape), np.nan)
-        self.t.append(float(t))
-        self.sv.append(s)
-        self.er.append(_effective_rank(s))
-        self.res.append(self.problem.residual(W) if finite else float("inf"))
-        if self.keep_W and W.size * len(self.t) <= PATH_W_LIMIT:
-            self.Ws.append(W.copy())
-        else:
-            self.keep_W, self.Ws = False, []
+        kept[0] += W.size
+        return s, (problem.residual(W) if finite else float("inf")), (W.copy() if kept[0] <= PATH_W_LIMIT else None)
 
-    def path(self) -> MatrixPath | None:
-        if not self.t:
-            return None
-        return MatrixPath(
-            t=np.array(self.t), singular_values=np.array(self.sv), effective_rank=np.array(self.er),
-            residual=np.array(self.res), W=np.array(self.Ws) if self.keep_W else None,
-        )
+    return snapshot
 
 
-def _save_schedule(save_at):
-    """``(times or None, every_step)`` from ``save_at`` = None, ``"steps"`` or a sequence of times/iterations."""
-    if save_at is None:
-        return None, False
-    if isinstance(save_at, str):
-        if save_at != "steps":
-            raise InvalidParameterError(f"The 'save_at' parameter must be None, 'steps' or a sequence of times. Got {save_at!r}.")
-        return None, True
-    times = np.sort(np.asarray(save_at, dtype=np.float64).ravel())
-    if times.size == 0 or not np.all(np.isfinite(times)) or times[0] < 0:
-        raise InvalidParameterError(f"The 'save_at' parameter must hold finite times >= 0. Got {save_at!r}.")
-    return times, False
-
-
-def _rebuild_factors(model: DeepFactorization, W: np.ndarray, shape) -> tuple | None:
-    """Balanced factors with product ``W`` (SPEC C.12 (ii)), or None when ``W`` does not fit the widths.
-
-    The product flow keeps ``rank W <= r = min_j d_j`` in exact arithmetic; rounding leaves
-    singular values past ``r`` at about ``1e-15 sigma_1``, which are cut below ``1e-8 sigma_1``.
-    """
-    if model.depth == 1:
-        return (W.copy(),)
-    if not np.all(np.isfinite(W)):
+def _matrix_path(saved) -> MatrixPath | None:
+    """The :class:`MatrixPath` of saved ``(t, (s, residual, W or None))`` records."""
+    if not saved:
         return None
-    widths = model.dims(shape)[1:-1]
-    r = min(widths)
-    if r < min(W.shape):
-        U, s, Vt = np.linalg.svd(W, full_matrices=False)
-        if s[r] > 1e-8 * s[0]:
-            return None
-        W = (U[:, :r] * s[:r]) @ Vt[:r]
-    return mt.balanced_factors(W, model.depth, widths)
+    t, records = zip(*saved)
+    s, residual, Ws = zip(*records)
+    return MatrixPath(
+        t=np.array(t), singular_values=np.array(s), effective_rank=np.array([_effective_rank(v) for v in s]),
+        residual=np.array(residual), W=np.array(Ws) if all(W is not None for W in Ws) else None,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
-# flows
+# flows, GD and SGD: each returns (outcome, factors or None, W)
 
 
-def _integrate(rhs, state0, to_W, *, problem, stop, rtol, atol, save_at, clock, recorder):
-    """Step DOP853 on ``state' = rhs(state)`` until ``stop``; every accepted step is checked.
+def _explicit_flow(problem, rhs, state0, to_W, *, rtol, atol, stop, save_at, clock) -> Outcome:
+    """DOP853 on ``state' = rhs(t, state)``; the observed point is ``W = to_W(state)``."""
+    def residual(W):
+        return problem.residual(W) if np.all(np.isfinite(W)) else float("inf")
 
-    Returns ``(state, status, message, t, steps, nfev)``.
-    """
-    times, every_step = _save_schedule(save_at)
-    ynorm = np.linalg.norm(problem.y)
-    idx = 0
-    if times is not None:
-        while idx < times.size and times[idx] <= 0:
-            recorder.add(times[idx], to_W(state0))
-            idx += 1
-    elif every_step:
-        recorder.add(0.0, to_W(state0))
-    state, steps = state0, 0
-    try:
-        solver = DOP853(rhs, 0.0, state0, np.inf, rtol=rtol, atol=atol)
-    except (ImplicitBiasError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
-        return state, "failed", f"integrator failed at t=0: {exc}", 0.0, 0, 0
-    status, message = "budget_exhausted", ""
-    while True:
-        t_old = solver.t
-        try:
-            with np.errstate(over="ignore", invalid="ignore"):  # trial stages may overshoot; checked below
-                error = solver.step()
-        except (ImplicitBiasError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
-            status, message = "failed", f"integrator failed at t={t_old:.3g}: {exc}"
-            break
-        steps += 1
-        if solver.status == "failed" or not np.all(np.isfinite(solver.y)):
-            status, message = "failed", f"integrator failed at t={t_old:.3g}: {error or 'non-finite state'}"
-            break
-        state = solver.y
-        W = to_W(state)
-        if times is not None and idx < times.size and times[idx] <= solver.t:
-            dense = solver.dense_output()
-            while idx < times.size and times[idx] <= solver.t:
-                recorder.add(times[idx], to_W(dense(times[idx])))
-                idx += 1
-        if every_step:
-            recorder.add(solver.t, W)
-        residual = np.linalg.norm(problem.operator.apply(W) - problem.y) / ynorm
-        ended = stop.outcome(solver.nfev, solver.t, clock(), residual)
-        if ended:
-            status, message = ended
-            break
-    return state, status, message, float(solver.t), steps, int(solver.nfev)
+    return integrate_explicit(
+        rhs, state0, observe=to_W, residual=residual, stop=stop, rtol=rtol, atol=atol, save_at=save_at, clock=clock, snapshot=_snapshot(problem),
+    )
 
 
-def _factor_flow(problem, model, factors0, dynamics: GradientFlow, stop, save_at, clock, recorder):
+def _factor_flow(problem, model, factors0, dynamics: GradientFlow, *, stop, save_at, clock):
     """Gradient flow on the factors, ``dW_j/dt = -grad_{W_j} L^N`` (SPEC C.1)."""
     shapes = [Wj.shape for Wj in factors0]
     sizes = np.cumsum([0] + [a * b for a, b in shapes])
@@ -394,17 +197,19 @@ def _factor_flow(problem, model, factors0, dynamics: GradientFlow, stop, save_at
     state0 = np.concatenate([Wj.ravel() for Wj in factors0])
     rtol = dynamics.tolerance("factor")
     atol = min(dynamics.atol, 1e-2 * rtol * float(np.max(np.abs(state0))) or dynamics.atol)
-    state, status, message, t, steps, nfev = _integrate(
-        rhs, state0, lambda s: model.product(unpack(s)), problem=problem, stop=stop, rtol=rtol, atol=atol,
-        save_at=save_at, clock=clock, recorder=recorder,
-    )
-    return tuple(Wj.copy() for Wj in unpack(state)), status, message, t, steps, nfev
+    outcome = _explicit_flow(problem, rhs, state0, lambda s: model.product(unpack(s)), rtol=rtol, atol=atol,
+                             stop=stop, save_at=save_at, clock=clock)
+    factors = tuple(Wj.copy() for Wj in unpack(outcome.state))
+    return outcome, factors, "flow[factor]"
 
 
-def _product_flow(problem, model, W0, dynamics: ProductFlow, stop, save_at, clock, recorder):
-    """``dW/dt = -A_W(grad L(W))`` (SPEC C.5) with ``A_W`` by ``eigh`` powers (C.4); depth 1: ``A_W = I``."""
+def _product_flow(problem, model, factors0, dynamics: ProductFlow, *, stop, save_at, clock):
+    """``dW/dt = -A_W(grad L(W))`` (SPEC C.5) with ``A_W`` in the spectral form (C.6); depth 1: ``A_W = I``.
+
+    The factors returned are balanced factors rebuilt from ``W`` (SPEC C.12 (ii)).
+    """
+    W0 = model.product(factors0)
     shape, N = W0.shape, model.depth
-
     # The flow stays on the manifold M_k of W(0)'s rank (C.9): singular values past k are exactly 0,
     # not the integrator's rounding (whose 1/N-th powers, (1e-24)^(1/3) = 1e-8, would leak into A_W).
     rank = mt.numerical_rank(W0) if N > 1 and np.all(np.isfinite(W0)) else None
@@ -418,24 +223,16 @@ def _product_flow(problem, model, W0, dynamics: ProductFlow, stop, save_at, cloc
     # the initial size of W, or of its velocity A^*(y) when W(0) = 0 (depth 1 from zero)
     size = float(np.max(np.abs(state0))) or float(np.max(np.abs(problem.gradient(W0))))
     atol = dynamics.atol if dynamics.atol is not None else 1e-2 * dynamics.rtol * size
-    state, status, message, t, steps, nfev = _integrate(
-        rhs, state0, lambda s: s.reshape(shape), problem=problem, stop=stop, rtol=dynamics.rtol, atol=atol,
-        save_at=save_at, clock=clock, recorder=recorder,
-    )
-    return state.reshape(shape).copy(), status, message, t, steps, nfev
+    outcome = _explicit_flow(problem, rhs, state0, lambda s: s.reshape(shape), rtol=dynamics.rtol, atol=atol,
+                             stop=stop, save_at=save_at, clock=clock)
+    W = outcome.state.reshape(shape).copy()
+    return outcome, _rebuild_factors(model, W, problem.shape), "product_flow"
 
 
-# ---------------------------------------------------------------------------------------------
-# GD and SGD
-
-
-def _descend(problem, model, factors, *, step_at, stop, save_at, clock, recorder, batch=None, rng=None):
-    """Factor GD (``batch=None``, SPEC D.1) or SGD with ``batch`` measurements per step (SPEC D.2).
-
-    Returns ``(factors, status, message, t, steps, grad_evals)``.
-    """
+def _descend(problem, model, factors0, *, stop, save_at, clock, plan):
+    """Factor GD (SPEC D.1) or SGD with ``plan.batch`` measurements per step (SPEC D.2)."""
     op, y = problem.operator, problem.y
-    maps = _batch_maps(op) if batch is not None else None
+    maps = _batch_maps(op) if plan.batch is not None else None
 
     def forward(factors):
         below = mt.partial_products(factors) if _finite(factors) else None
@@ -444,24 +241,40 @@ def _descend(problem, model, factors, *, step_at, stop, save_at, clock, recorder
     def update(factors, below, G, eta):
         return [Wj - eta * gj for Wj, gj in zip(factors, mt.chain_gradients(factors, G, below))]
 
-    factors, status, message, t, k, evals, _ = descent_loop(
-        list(factors), forward=forward, residual=lambda below: op.apply(below[-1]) - y,
+    snapshot = _snapshot(problem)
+    outcome = descent_loop(
+        list(factors0), forward=forward, residual=lambda below: op.apply(below[-1]) - y,
         gradient=lambda below, r: op.adjoint(r),
         minibatch=lambda below, rows: minibatch_gradient(problem, below[-1], rows, maps), update=update,
-        m=problem.m, ynorm=float(np.linalg.norm(y)), step_at=step_at, stop=stop, clock=clock,
-        save=lambda t, below: recorder.add(t, below[-1]), save_at=_check_save_at(save_at), batch=batch, rng=rng,
+        m=problem.m, ynorm=float(np.linalg.norm(y)), step_at=plan.step_at, stop=stop, clock=clock,
+        snapshot=lambda below: snapshot(below[-1]), save_at=save_at, batch=plan.batch, rng=plan.rng,
     )
-    return tuple(factors), status, message, t, k, evals
-
-
-def _check_save_at(save_at):
-    """``save_at`` validated by :func:`_save_schedule` (GD reads it as iteration numbers)."""
-    times, every_step = _save_schedule(save_at)
-    return "steps" if every_step else (None if times is None else times)
+    return outcome, tuple(outcome.state), "gd" if plan.batch is None else f"sgd[q={plan.batch}]"
 
 
 # ---------------------------------------------------------------------------------------------
 # entry point
+
+
+def _check_matrix_inputs(problem, model, dynamics, stop, save_at) -> None:
+    """Input errors of :func:`simulate_matrix`, raised before any work."""
+    if not isinstance(problem, MatrixRecovery):
+        raise UnsupportedError(
+            f"DeepFactorization needs a MatrixRecovery problem (matrix_sensing, matrix_completion); got {type(problem).__name__}."
+        )
+    if not isinstance(model, DeepFactorization):
+        raise UnsupportedError(f"a MatrixRecovery problem needs a DeepFactorization model; got {type(model).__name__}.")
+    if not isinstance(dynamics, (GradientFlow, GradientDescent, SGD, ProductFlow)):
+        raise InvalidParameterError(
+            f"dynamics must be GradientFlow, ProductFlow, GradientDescent or SGD; got {type(dynamics).__name__}."
+        )
+    if not isinstance(stop, Stop):
+        raise InvalidParameterError(f"stop must be a Stop; got {type(stop).__name__}.")
+    save_schedule(save_at)
+    if isinstance(dynamics, GradientFlow) and dynamics.space == "mirror":
+        raise UnsupportedError("GradientFlow(space='mirror') is for Hadamard models; use GradientFlow() or ProductFlow().")
+    if isinstance(dynamics, SGD) and dynamics.batch > problem.m:
+        raise InvalidParameterError(f"The 'batch' parameter must be <= m = {problem.m}. Got {dynamics.batch}.")
 
 
 @np.errstate(over="ignore", invalid="ignore")  # overflow is reported in the status, not as warnings
@@ -473,25 +286,7 @@ def simulate_matrix(problem, model, dynamics, *, init, stop: Stop = Stop(), save
     or ``"steps"`` for every accepted step. Input errors raise before any work; numerical
     trouble is reported in ``status``.
     """
-    if not isinstance(problem, MatrixRecovery):
-        raise UnsupportedError(
-            f"DeepFactorization needs a MatrixRecovery problem (matrix_sensing, matrix_completion); got {type(problem).__name__}."
-        )
-    if not isinstance(model, DeepFactorization):
-        raise UnsupportedError(
-            f"a MatrixRecovery problem needs a DeepFactorization model; got {type(model).__name__}."
-        )
-    if not isinstance(dynamics, (GradientFlow, GradientDescent, SGD, ProductFlow)):
-        raise InvalidParameterError(
-            f"dynamics must be GradientFlow, ProductFlow, GradientDescent or SGD; got {type(dynamics).__name__}."
-        )
-    if not isinstance(stop, Stop):
-        raise InvalidParameterError(f"stop must be a Stop; got {type(stop).__name__}.")
-    _save_schedule(save_at)
-    if isinstance(dynamics, GradientFlow) and dynamics.space == "mirror":
-        raise UnsupportedError("GradientFlow(space='mirror') is for Hadamard models; use GradientFlow() or ProductFlow().")
-    if isinstance(dynamics, SGD) and dynamics.batch > problem.m:
-        raise InvalidParameterError(f"The 'batch' parameter must be <= m = {problem.m}. Got {dynamics.batch}.")
+    _check_matrix_inputs(problem, model, dynamics, stop, save_at)
     if not isinstance(init, MatrixInit):
         init = MatrixInit.balanced(init)
     factors0 = model.initial_factors(init, problem.shape)
@@ -502,55 +297,39 @@ def simulate_matrix(problem, model, dynamics, *, init, stop: Stop = Stop(), save
             f" {defect0:.2e} > {BALANCED_TOL:g}; use GradientFlow() on the factors, or a balanced init"
             " (MatrixInit.balanced / MatrixInit.product)."
         )
-
-    started = time.perf_counter()
-
-    def clock() -> float:
-        return time.perf_counter() - started
-
-    recorder = _Recorder(problem)
-    step = suggested = None
-    factors = None
+    clock, plan = stopwatch(), None
+    run = {"stop": stop, "save_at": save_at, "clock": clock}
     if isinstance(dynamics, ProductFlow):
-        W, status, message, t, steps, evals = _product_flow(
-            problem, model, model.product(factors0), dynamics, stop, save_at, clock, recorder
-        )
-        method = "product_flow"
-        factors = _rebuild_factors(model, W, problem.shape)
+        outcome, factors, method = _product_flow(problem, model, factors0, dynamics, **run)
     elif isinstance(dynamics, GradientFlow):
-        factors, status, message, t, steps, evals = _factor_flow(
-            problem, model, factors0, dynamics, stop, save_at, clock, recorder
-        )
-        method = "flow[factor]"
+        outcome, factors, method = _factor_flow(problem, model, factors0, dynamics, **run)
     else:
-        batch = dynamics.batch if isinstance(dynamics, SGD) else None
-        base = dynamics.step if dynamics.step is not None else default_matrix_step(problem, model, init, batch=batch)
-        step_at = base if callable(base) else (lambda k, eta=float(base): eta)
-        step = None if callable(base) else float(base)
-        rng = np.random.default_rng(dynamics.seed) if batch is not None else None
-        factors, status, message, t, steps, evals = _descend(
-            problem, model, factors0, step_at=step_at, stop=stop, save_at=save_at, clock=clock,
-            recorder=recorder, batch=batch, rng=rng,
-        )
-        if status == "diverged":
-            safe = default_matrix_step(problem, model, init, batch=batch)
-            suggested = safe if step is None or step > safe else step / 4
-            message += f"; try a step <= {suggested:.3g} (SPEC D.3(ii))"
-        method = "gd" if batch is None else f"sgd[q={batch}]"
-    if factors is not None and isinstance(dynamics, (GradientFlow, GradientDescent, SGD)):
-        with np.errstate(over="ignore", invalid="ignore"):
-            W = model.product(factors) if _finite(factors) else np.full(problem.shape, np.nan)
+        plan = descent_plan(dynamics, problem.m, lambda batch: default_matrix_step(problem, model, init, batch=batch))
+        outcome, factors, method = _descend(problem, model, factors0, plan=plan, **run)
+    if isinstance(dynamics, ProductFlow):
+        W = outcome.state.reshape(problem.shape).copy()
+    else:
+        W = model.product(factors) if _finite(factors) else np.full(problem.shape, np.nan)
+    return _matrix_result(problem, model, init, outcome, W, factors, factors0, method, clock, plan)
+
+
+def _matrix_result(problem, model, init, outcome: Outcome, W, factors, factors0, method, clock, plan) -> MatrixResult:
+    """The :class:`MatrixResult` of ``outcome``; a diverged GD/SGD run gets a smaller suggested step."""
+    message, step, suggested = outcome.message, (plan.step if plan is not None else None), None
+    if outcome.status == "diverged" and plan is not None:
+        safe = default_matrix_step(problem, model, init, batch=plan.batch)
+        suggested = safe if step is None or step > safe else step / 4
+        message += f"; try a step <= {suggested:.3g} (SPEC D.3(ii))"
     finite = bool(np.all(np.isfinite(W)))
-    residual = problem.residual(W) if finite else float("inf")
-    defect = model.balancedness_defect(factors) if factors is not None and _finite(factors) else None
-    drift = None
-    if not isinstance(dynamics, ProductFlow) and factors is not None:
-        drift = balancedness_drift(factors0, factors)
+    usable = factors is not None and _finite(factors)
     return MatrixResult(
-        W=W, status=status, message=message, method=method, residual=residual, grad_evals=int(evals),
-        steps=int(steps), t=float(t), wall_s=clock(), factors=factors, balancedness_defect=defect,
-        balancedness_drift=drift, step=step, suggested_step=suggested,
-        relative_error=problem.relative_error(W) if finite else None, path=recorder.path(),
+        W=W, status=outcome.status, message=message, method=method,
+        residual=problem.residual(W) if finite else float("inf"), grad_evals=outcome.evals, steps=outcome.steps,
+        t=outcome.t, wall_s=clock(), factors=factors,
+        balancedness_defect=model.balancedness_defect(factors) if usable else None,
+        balancedness_drift=balancedness_drift(factors0, factors) if method != "product_flow" and factors is not None else None,
+        step=step, suggested_step=suggested, relative_error=problem.relative_error(W) if finite else None,
+        path=_matrix_path(outcome.saved),
     )
 
 

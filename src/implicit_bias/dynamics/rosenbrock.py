@@ -30,8 +30,10 @@ Design choices (measured against scipy's BDF on λ, module ``flow``):
   ``1e-3 rtol``: they change ``(I/(hγ) + H)^{-1}`` by less than that, relatively.
 - Step sizes follow Hairer's RODAS controller with Gustafsson's predictive rule; time is
   accumulated with compensated summation, so steps of size 1 still count at ``t ~ 1e18``.
-- Saved times are hit by steps, never by interpolation: every saved state is an
-  error-controlled node of the integration.
+- Saved times are hit by steps, never by interpolation (the policy of
+  :mod:`implicit_bias.dynamics.driver`): every saved state is an error-controlled node.
+
+:class:`RodasMirrorFlow` is a stepper of :func:`implicit_bias.dynamics.driver.drive`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import scipy.linalg
 from scipy.linalg.blas import dsyrk
 
 from ..mirror import MirrorMap
+from .driver import StepFailure
 
 @dataclass(frozen=True)
 class Tableau:
@@ -190,7 +193,10 @@ class RotatedOperator:
 
 
 class RodasMirrorFlow:
-    """Rosenbrock stepper (default :data:`RODAS5P`) for the mirror flow; :func:`integrate_rosenbrock` drives it."""
+    """Rosenbrock stepper (default :data:`RODAS5P`) for the mirror flow, driven by :func:`~.driver.drive`.
+
+    ``t`` is kept as a compensated sum, so that steps of size 1 still count at ``t ~ 1e18``.
+    """
 
     def __init__(self, B, y, depth: int, z0: np.ndarray, rtol: float, tableau: Tableau | None = None):
         self.tableau = tableau or TABLEAU
@@ -199,12 +205,53 @@ class RodasMirrorFlow:
         self.mirror = MirrorMap(depth)
         self.op = RotatedOperator(self.A, y, self.signed)
         self.z = np.array(z0, dtype=np.float64)
-        self.phi = self.mirror.phi(self.z)
+        with np.errstate(divide="ignore", over="ignore"):  # z0 = 0 (underflow) maps outside the domain
+            self.phi = self.mirror.phi(self.z)
         self.r = self.op.matvec(self.z) - self.op.y
         self.evals, self.matvecs, self.steps, self.rejected, self.factorizations, self.rotations = 1, 1, 0, 0, 0, 0
         self._gram = None  # (H, h) at the current state, reused by rejected attempts with smaller h
         self._h_acc = self._err_acc = None  # Gustafsson's predictive controller
         self._exponent = 1.0 / (self.tableau.embedded_order + 1)
+        self._time, self._ynorm, self._h = CompensatedTime(), float(np.linalg.norm(y)), None
+
+    @property
+    def t(self) -> float:
+        return self._time.value
+
+    @property
+    def state(self) -> np.ndarray:
+        return self.z
+
+    def point(self) -> np.ndarray:
+        return self.z
+
+    def residual(self) -> float:
+        """``||B z - y|| / ||y||`` (the rotation ``Q`` keeps norms)."""
+        return float(np.linalg.norm(self.r)) / self._ynorm
+
+    def advance(self, target: float) -> None:
+        """One accepted step, shortened to land exactly on ``target`` when that is within reach."""
+        if not self.mirror.in_domain(self.phi):
+            raise StepFailure(
+                f"the mirror state is outside the domain of the depth-{self.depth} mirror map at t={self.t:.3g} "
+                "(a product coordinate is 0 or beyond float64's range, e.g. alpha^N underflowed): use a larger init"
+            )
+        h = self.first_step() if self._h is None else self._h
+        remaining = self._time.until(target)
+        landing = remaining <= h
+        if landing and remaining <= 1e-12 * h:  # a save time within rounding of t (e.g. 5e-324): no step lands there
+            self._time.set(target)
+            return
+        try:
+            h_used, h_next = self.step(remaining if landing else h)
+        except (FloatingPointError, np.linalg.LinAlgError, ValueError) as exc:
+            raise StepFailure(f"integration failed at t={self.t:.3g}: {exc}") from exc
+        if landing and h_used == remaining:
+            self._time.set(target)
+            self._h = max(h, h_next) if h_next >= h_used else h_next  # a short landing step does not shrink h
+        else:
+            self._time.add(h_used)
+            self._h = h_next
 
     def weights(self, z: np.ndarray) -> np.ndarray | float:
         """Error weights of ``δφ``: the relative error in ``φ`` that sets escape times.
@@ -326,61 +373,3 @@ class RodasMirrorFlow:
             rejected = True
             h /= max(fac, 1.0 / FAC_MAX) if np.isfinite(err) else 1.0 / FAC_MIN
         raise FloatingPointError("step size underflow: 100 rejected steps in a row")
-
-
-def integrate_rosenbrock(B, y, depth, z0, *, stop, rtol, save_at, clock, t0=0.0, evals0=0):
-    """Run :class:`RodasMirrorFlow` from ``z0`` at time ``t0`` until the residual tolerance or
-    a budget is reached; saved times are reached by steps that land on them exactly.
-
-    Returns ``(z, status, message, t, steps, evals, matvecs, saved)`` with ``saved`` a list of
-    ``(t, z)`` pairs.
-    """
-    flow = RodasMirrorFlow(B, y, depth, z0, rtol)
-    flow.evals += evals0
-    clock_t = CompensatedTime(t0)
-    ynorm = np.linalg.norm(y)
-    saved: list[tuple[float, np.ndarray]] = []
-    every_step = isinstance(save_at, str) and save_at == "steps"
-    save_times = None if save_at is None or every_step else np.sort(np.asarray(save_at, float).ravel())
-    index = 0
-    if save_times is not None:
-        while index < len(save_times) and save_times[index] <= t0:
-            saved.append((float(save_times[index]), flow.z.copy()))
-            index += 1
-    elif every_step:
-        saved.append((float(t0), flow.z.copy()))
-    h = flow.first_step()
-    status, message = "budget_exhausted", ""
-    while True:
-        residual = np.linalg.norm(flow.r) / ynorm
-        if not np.isfinite(residual):
-            status, message = "failed", f"non-finite residual at t={clock_t.value:.3g}"
-            break
-        ended = stop.outcome(flow.evals, clock_t.value, clock(), residual)
-        if ended:
-            status, message = ended
-            break
-        target = min(float(save_times[index]) if save_times is not None and index < len(save_times) else np.inf,
-                     stop.max_time)
-        remaining = clock_t.until(target)
-        landing = remaining <= h
-        try:
-            # a save time within rounding of t (e.g. 5e-324): no step can land there; record it as reached
-            tiny = landing and remaining <= 1e-12 * h
-            h_used, h_next = (remaining, h) if tiny else flow.step(remaining if landing else h)
-        except (FloatingPointError, np.linalg.LinAlgError, ValueError) as exc:
-            status, message = "failed", f"integration failed at t={clock_t.value:.3g}: {exc}"
-            break
-        if landing and h_used == remaining:
-            clock_t.set(target)
-            h = max(h, h_next) if h_next >= h_used else h_next  # a short landing step does not shrink h
-        else:
-            clock_t.add(h_used)
-            h = h_next
-        if save_times is not None:
-            while index < len(save_times) and save_times[index] <= clock_t.value:
-                saved.append((float(save_times[index]), flow.z.copy()))
-                index += 1
-        elif every_step:
-            saved.append((clock_t.value, flow.z.copy()))
-    return flow.z, status, message, clock_t.value, flow.steps, flow.evals, flow.matvecs, saved

@@ -1,7 +1,7 @@
 """Gradient flow, GD and SGD of the weight-normalised model in ``(r, v)`` (SPEC B.2-B.5).
 
-The flow state is ``s = (r, v) ∈ R^{1+n'}``; :class:`WNSystem` plugs into the BDF driver
-:func:`implicit_bias.dynamics.flow.integrate` with an analytic dense Jacobian (size ``(1+n')^2``,
+The flow state is ``s = (r, v) ∈ R^{1+n'}``; :class:`WNSystem` is integrated by BDF through the
+one driver (:func:`implicit_bias.dynamics.flow.integrate`) with an analytic dense Jacobian (size ``(1+n')^2``,
 meant for ``n'`` up to a few thousand). GD/SGD take ``r <- r - η η_r ∇_r``, ``v <- v - η ∇_v``
 (the same rates as the flow, SPEC B.3, discretised).
 """
@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidParameterError
 from ..models.weight_norm import pulled_gradient
-from .descent import descent_loop, minibatch_gradient
+from .base import SGD, GradientDescent, GradientFlow, Result
+from .descent import DescentPlan, descent_loop, descent_plan, minibatch_gradient
+from .driver import Outcome
+from .flow import integrate
+from .sparse import sparse_result, stopwatch
 
 WN_ATOL = 1e-100  # absolute tolerance of the (r, v) flow: coordinates of w above ~1e3 * WN_ATOL are resolved
 
@@ -22,7 +27,7 @@ def resolved_floor(depth: int) -> float:
 
 
 class WNSystem:
-    """``ṙ = -η_r <G, v̄>``, ``v̇ = -(r/||v||)(I - v̄v̄^T) G`` (SPEC B.3) for the driver of ``flow.py``."""
+    """``ṙ = -η_r <G, v̄>``, ``v̇ = -(r/||v||)(I - v̄v̄^T) G`` (SPEC B.3), a system for :func:`.flow.integrate`."""
 
     def __init__(self, B, y, depth: int, eta_r: float, r0: float, v0: np.ndarray):
         self.B, self.y, self.depth, self.eta_r = B, y, depth, eta_r
@@ -91,21 +96,16 @@ class WNSystem:
     def jac_cost(self) -> int:
         return self.state0.size
 
-    def observe(self, state: np.ndarray):
+    def observe(self, state: np.ndarray) -> np.ndarray | None:
+        """The product ``z = (r v̄)^N``, or None outside the domain (non-finite, ``r <= 0`` or ``v = 0``)."""
         if not np.all(np.isfinite(state)) or state[0] <= 0 or not np.any(state[1:]):
-            return None, False
-        return self.z(state), False
-
-    def rebase(self, state: np.ndarray) -> np.ndarray:
-        return state.copy()
+            return None
+        return self.z(state)
 
 
-def wn_descend(B, y, depth, eta_r, r0, v0, *, step_at, stop, save_at, clock, batch=None, rng=None):
-    """GD (``batch=None``) or mini-batch SGD on ``(r, v)`` (SPEC B.3 discretised, D.1, D.2).
-
-    Returns ``(r, v, status, message, t, steps, grad_evals, matvecs, saved)``.
-    """
-    saved: list[tuple[float, np.ndarray]] = []
+def wn_descend(B, y, depth, eta_r, r0, v0, *, plan: DescentPlan, stop, save_at, clock) -> Outcome:
+    """GD or mini-batch SGD (``plan``) on ``(r, v)`` (SPEC B.3 discretised, D.1, D.2); the final state
+    is ``(r, v)`` and saved records are ``z``."""
 
     def forward(state):
         r, v = state
@@ -123,13 +123,12 @@ def wn_descend(B, y, depth, eta_r, r0, v0, *, step_at, stop, save_at, clock, bat
         gr = float(G @ vbar)
         return r - eta * eta_r * gr, v - eta * (r / nu) * (G - gr * vbar)
 
-    (r, v), status, message, t, k, evals, matvecs = descent_loop(
+    return descent_loop(
         (float(r0), v0.copy()), forward=forward, residual=lambda snap: B.matvec(snap[3]) - y,
         gradient=lambda snap, res: B.rmatvec(res), minibatch=lambda snap, rows: minibatch_gradient(B, y, snap[3], rows),
-        update=update, m=B.m, ynorm=float(np.linalg.norm(y)), step_at=step_at, stop=stop, clock=clock,
-        save=lambda t, snap: saved.append((t, snap[3].copy())), save_at=save_at, batch=batch, rng=rng,
+        update=update, m=B.m, ynorm=float(np.linalg.norm(y)), step_at=plan.step_at, stop=stop, clock=clock,
+        snapshot=lambda snap: snap[3].copy(), save_at=save_at, batch=plan.batch, rng=plan.rng,
     )
-    return r, v, status, message, t, k, evals, matvecs, saved
 
 
 def _slow_flow_note(model, r0: float, r: float) -> str:
@@ -152,82 +151,48 @@ def _slow_flow_note(model, r0: float, r: float) -> str:
     return note
 
 
-def simulate_weight_norm(problem, model, dynamics, *, init, stop, save_at):
+def simulate_weight_norm(problem, model, dynamics, *, init, stop, save_at) -> Result:
     """:func:`implicit_bias.dynamics.simulate` for :class:`~implicit_bias.models.WeightNormalized`.
 
-    ``Result.factors`` holds the single weight vector ``w = r v/||v||`` (shape ``(1, n')``), so
-    ``r = ||w||`` and ``z = w^N``; ``invariant_drift['v_norm_B4']`` is ``| ||v(T)|| - ||v(0)|| |``
-    relative to ``||v(0)||`` (SPEC B.4; exact for the flow, ``O(η^2)`` per step for GD/SGD).
+    ``init`` is a ``WNInit`` or a float ``r0``. ``Result.factors`` holds the single weight vector
+    ``w = r v/||v||`` (shape ``(1, n')``), so ``r = ||w||`` and ``z = w^N``;
+    ``invariant_drift['v_norm_B4']`` is ``| ||v(T)|| - ||v(0)|| |`` relative to ``||v(0)||``
+    (SPEC B.4; exact for the flow, ``O(η^2)`` per step for GD/SGD).
     """
-    import time
-
-    from ..errors import InvalidParameterError
-    from .base import SGD, GradientDescent, GradientFlow, Path, Result
-    from .flow import integrate
-
     init = model.as_init(init)
     r0, v0 = model.initial_state(init, problem.n)
     B, y = model.lift(problem.A), problem.y
-    started = time.perf_counter()
-
-    def clock() -> float:
-        return time.perf_counter() - started
-
-    step = suggested = None
+    clock = stopwatch()
+    plan = None
     if isinstance(dynamics, GradientFlow):
         if dynamics.space not in ("auto", "factor"):
             raise InvalidParameterError(
                 "weight-normalised flow is integrated in (r, v) space only; use GradientFlow() or space='factor'."
             )
-        system = WNSystem(B, y, model.depth, model.eta_r, r0, v0)
         # Tiny coordinates of v carry the implicit bias (SPEC B.8): control their relative error
         # down to WN_ATOL (measured: 1e-30 left log c* off by 0.4-2 at rho^-N ~ 1e-80; 1e-100 costs ~+50% evals).
-        atol = min(dynamics.atol, WN_ATOL)
-        rtol = dynamics.rtol if dynamics.rtol is not None else 1e-11
-        state, status, message, t, steps, evals, matvecs, saved = integrate(
-            system, B=B, y=y, stop=stop, rtol=rtol, atol=atol, save_at=save_at, clock=clock
+        outcome = integrate(
+            WNSystem(B, y, model.depth, model.eta_r, r0, v0), B=B, y=y, stop=stop, save_at=save_at, clock=clock,
+            rtol=dynamics.rtol if dynamics.rtol is not None else 1e-11, atol=min(dynamics.atol, WN_ATOL),
         )
-        r, v = float(state[0]), state[1:].copy()
-        method = "wn-flow"
+        r, v, method = float(outcome.state[0]), outcome.state[1:].copy(), "wn-flow"
     elif isinstance(dynamics, (GradientDescent, SGD)):
-        batch = dynamics.batch if isinstance(dynamics, SGD) else None
-        if batch is not None and batch > problem.m:
-            raise InvalidParameterError(f"The 'batch' parameter must be <= m = {problem.m}. Got {batch}.")
-        base = dynamics.step if dynamics.step is not None else default_wn_step(problem, model, init, batch=batch)
-        step_at = base if callable(base) else (lambda k, eta=float(base): eta)
-        step = None if callable(base) else float(base)
-        rng = np.random.default_rng(dynamics.seed) if batch is not None else None
-        r, v, status, message, t, steps, evals, matvecs, saved = wn_descend(
-            B, y, model.depth, model.eta_r, r0, v0, step_at=step_at, stop=stop, save_at=save_at, clock=clock,
-            batch=batch, rng=rng,
-        )
-        if status == "diverged":
-            suggested = default_wn_step(problem, model, init, batch=batch)
-            message += f"; try a step <= {suggested:.3g}"
-        method = "wn-gd" if batch is None else f"wn-sgd[q={batch}]"
+        plan = descent_plan(dynamics, problem.m, lambda batch: default_wn_step(problem, model, init, batch=batch))
+        outcome = wn_descend(B, y, model.depth, model.eta_r, r0, v0, plan=plan, stop=stop, save_at=save_at, clock=clock)
+        (r, v), method = outcome.state, ("wn-gd" if plan.batch is None else f"wn-sgd[q={plan.batch}]")
     else:
         raise InvalidParameterError(
             f"dynamics must be GradientFlow, GradientDescent or SGD; got {type(dynamics).__name__}."
         )
-    nu = float(np.linalg.norm(v))
-    finite = np.isfinite(r) and np.isfinite(nu) and nu > 0
+    nu, nu0 = float(np.linalg.norm(v)), float(np.linalg.norm(v0))
+    finite = bool(np.isfinite(r) and np.isfinite(nu) and nu > 0)
     w = r * v / nu if finite else np.full(v.shape, np.nan)
-    z = w ** model.depth
-    if finite and status in ("budget_exhausted", "failed"):
-        message += _slow_flow_note(model, r0, r)
-    x = model.x_from_z(z)
-    residual = problem.residual(x) if np.all(np.isfinite(x)) else float("inf")
-    path = None
-    if saved:
-        times = np.array([s[0] for s in saved])
-        xs = np.array([model.x_from_z(s[1]) for s in saved])
-        path = Path(t=times, x=xs, residual=np.linalg.norm(xs @ problem.A.T - problem.y, axis=1) / np.linalg.norm(problem.y))
-    nu0 = float(np.linalg.norm(v0))
-    drift = {"v_norm_B4": abs(nu - nu0) / nu0} if finite else {}
-    return Result(
-        x=x, status=status, message=message, method=method, residual=residual, grad_evals=int(evals),
-        matvecs=int(matvecs), steps=int(steps), t=float(t), wall_s=clock(), factors=w[None, :],
-        invariant_drift=drift, path=path, step=step, suggested_step=suggested,
+    slow = finite and outcome.status in ("budget_exhausted", "failed")
+    return sparse_result(
+        problem, model, outcome, w[None, :], method, clock, z=w ** model.depth, plan=plan,
+        drift={"v_norm_B4": abs(nu - nu0) / nu0} if finite else {},
+        suggest=lambda: default_wn_step(problem, model, init, batch=plan.batch),
+        note=_slow_flow_note(model, r0, r) if slow else "",
     )
 
 
