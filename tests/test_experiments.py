@@ -198,7 +198,7 @@ def test_bad_spec_is_rejected_naming_the_field_before_any_trial(tmp_path, what, 
 
 def test_huge_grid_message_says_how_to_shrink_it():
     with pytest.raises(InvalidParameterError, match=r"1,500,000 trials \(3 cases x 500 grid.delta x 1,000 seeds\), "
-                       r"over the limit of 1,000,000: shrink 'seeds' \(1,000 values\) or split"):
+                       r"over the limit of 100,000: shrink 'seeds' \(1,000 values\) or split"):
         load_spec({"experiment": "phase", "seeds": 1000, "grid": {"delta": [0.5] * 500},
                    "cases": [{"depth": 2}, {"depth": 3}, {"depth": 4}]})
 

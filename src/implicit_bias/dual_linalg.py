@@ -26,6 +26,7 @@ _DAMPING_RANGE = (1e-19, 1e-13)  # ... kept while ν / max(w) stays in this rang
 _BAND = 2.0  # weights within a factor _BAND of the factorised ones are left to GMRES
 _FRESH = 0.8  # a fresh Gram matrix when more than this share of its columns moved (else a rank-k update)
 _REFRESH = 10.0  # ... or when the updates moved more than _REFRESH times its trace (their rounding)
+_LOST = 0.5  # ... or when the columns that shrank would take more than this share of its mass away
 _FORCING = 1e-3  # relative residual of each Newton direction
 _MAX_INNER = 50  # GMRES iterations per Newton step (each costs two products with A)
 _GRAM_FLOPS = 2e9  # above m^2 n flops the KKT check uses CGLS instead of the m x m Gram matrix
@@ -188,7 +189,11 @@ class NewtonMatrix:
             wp, q = w + self.nu, self.g + self.nu
             S = np.flatnonzero((wp > _BAND * q) | (wp < q / _BAND))
             mass = self.mass + float(np.abs(wp[S] - q[S]) @ self.norms[S])
-            if S.size > _FRESH * np.count_nonzero(w > self.nu) or mass > _REFRESH * float(wp @ self.norms):
+            shrunk = S[wp[S] < q[S]]
+            # A downdate (Woodbury or rank-k) that removes most of P's mass leaves only its rounding:
+            # with few columns (m = 1, n = 4, N = 4) the stale P then gave 495 steepest-descent steps.
+            lost = float((q[shrunk] - wp[shrunk]) @ self.norms[shrunk]) > _LOST * float(q @ self.norms)
+            if S.size > _FRESH * np.count_nonzero(w > self.nu) or mass > _REFRESH * float(wp @ self.norms) or lost:
                 self._fresh(w)
             elif S.size > self.woodbury_max:
                 self._update(S, wp[S] - q[S])
