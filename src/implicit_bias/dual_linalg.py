@@ -27,6 +27,7 @@ _BAND = 2.0  # weights within a factor _BAND of the factorised ones are left to 
 _FRESH = 0.8  # a fresh Gram matrix when more than this share of its columns moved (else a rank-k update)
 _REFRESH = 10.0  # ... or when the updates moved more than _REFRESH times its trace (their rounding)
 _LOST = 0.5  # ... or when the columns that shrank would take more than this share of its mass away
+_GAINED = 1e8  # ... or when the columns that grew would add more than this multiple of its mass
 _FORCING = 1e-3  # relative residual of each Newton direction
 _MAX_INNER = 50  # GMRES iterations per Newton step (each costs two products with A)
 _GRAM_FLOPS = 2e9  # above m^2 n flops the KKT check uses CGLS instead of the m x m Gram matrix
@@ -189,11 +190,14 @@ class NewtonMatrix:
             wp, q = w + self.nu, self.g + self.nu
             S = np.flatnonzero((wp > _BAND * q) | (wp < q / _BAND))
             mass = self.mass + float(np.abs(wp[S] - q[S]) @ self.norms[S])
-            shrunk = S[wp[S] < q[S]]
-            # A downdate (Woodbury or rank-k) that removes most of P's mass leaves only its rounding:
-            # with few columns (m = 1, n = 4, N = 4) the stale P then gave 495 steepest-descent steps.
-            lost = float((q[shrunk] - wp[shrunk]) @ self.norms[shrunk]) > _LOST * float(q @ self.norms)
-            if S.size > _FRESH * np.count_nonzero(w > self.nu) or mass > _REFRESH * float(wp @ self.norms) or lost:
+            # P is rebuilt when the moved columns would dwarf it or take most of it away: a correction
+            # of 1e8 times its mass loses as many digits in the Woodbury matrix Y^T Y + diag(1/W), and
+            # a downdate of most of it leaves its rounding (n = 4, m = 1 or 2, N = 4: 500 Newton steps,
+            # hundreds of them steepest descent, on a stale P; a fresh one takes 8).
+            delta, base = wp[S] - q[S], float(q @ self.norms)
+            unbalanced = (float(np.clip(delta, 0, None) @ self.norms[S]) > _GAINED * base
+                          or float(np.clip(-delta, 0, None) @ self.norms[S]) > _LOST * base)
+            if S.size > _FRESH * np.count_nonzero(w > self.nu) or mass > _REFRESH * float(wp @ self.norms) or unbalanced:
                 self._fresh(w)
             elif S.size > self.woodbury_max:
                 self._update(S, wp[S] - q[S])
