@@ -37,6 +37,7 @@ from implicit_bias.experiments import (
     run_sweep,
 )
 from implicit_bias.experiments import claims as claims_module
+from implicit_bias.experiments import store as store_module
 from implicit_bias.experiments.store import StoreWarning, package_version
 from implicit_bias.experiments.sweep import pending_tasks
 
@@ -496,6 +497,21 @@ def test_a_store_on_a_network_filesystem_warns_once(tmp_path, monkeypatch):
         SQLiteStore(tmp_path / "smb" / "local" / "here.sqlite").close()  # local: silent
     monkeypatch.undo()
     assert claims_module.filesystem_type(tmp_path) not in claims_module.NETWORK_FILESYSTEMS  # this test's disk
+
+
+def test_the_cli_gives_the_network_filesystem_warning_as_one_line(tmp_path, monkeypatch):
+    table = tmp_path / "mounts"
+    table.write_text(MOUNTS.format(root=tmp_path))
+    monkeypatch.setattr(claims_module, "MOUNTS", str(table))
+    store = tmp_path / "remote.sqlite"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # made outside the CLI
+        SQLiteStore(store).close()
+    monkeypatch.setattr(store_module, "_WARNED", set())  # warned once per store and process: again here
+    result = CliRunner().invoke(main, ["status", str(store)])
+    lines = [line for line in result.stderr.splitlines() if "network filesystem" in line]
+    assert result.exit_code == 0 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("implicit-bias: warning: ") and "local disk" in lines[0]
 
 
 def test_status_json_reports_versions_and_environment(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import click
 
@@ -55,7 +56,9 @@ class MainGroup(click.Group):
         protected = ctx._protected_args if hasattr(ctx, "_protected_args") else ctx.protected_args
         debug = "--debug" in [*protected, *ctx.args]
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line_warning  # restored on exit
+                return super().invoke(ctx)
         except (ImplicitBiasError, OSError) as exc:
             if debug:
                 raise
@@ -65,3 +68,8 @@ class MainGroup(click.Group):
                 message = " ".join(str(exc).split()) or type(exc).__name__
             click.echo(f"implicit-bias: error: {message}", err=True)
             ctx.exit(2)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings the library gives a user (a store on a network filesystem) as one line on stderr."""
+    click.echo(f"implicit-bias: warning: {' '.join(str(message).split())}", err=True)
