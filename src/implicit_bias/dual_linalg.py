@@ -175,12 +175,18 @@ class NewtonMatrix:
         self.solved = np.zeros(self.n, dtype=bool)
         self.matvecs = 0.0  # cost in products with A (an m x m x k rank-k update counts m k / (2n))
         self.rebuilds = 0
+        self.fresh = False
         self.updated_columns = 0
+
+    def forget(self) -> None:
+        """Make the next :meth:`prepare` form a fresh Gram matrix."""
+        self.g = None
 
     def prepare(self, w: np.ndarray) -> None:
         """Bring the preconditioner ``P`` up to the weights ``w`` of the current iterate."""
         top = float(np.max(w))
         C = np.zeros(0, dtype=int)
+        self.fresh = False  # set by _fresh: P was formed from these weights
         if self.g is None:
             self._fresh(w)
         else:
@@ -235,6 +241,7 @@ class NewtonMatrix:
             self.matvecs += self.m * big.size / (2 * self.n)
         self.mass = float((self.g + self.nu) @ self.norms)
         self.rebuilds += 1
+        self.fresh = True
         self._factorise()
 
     def _update(self, S: np.ndarray, delta: np.ndarray) -> None:
