@@ -255,7 +255,7 @@ def _line_search(B, y, mirror: MirrorMap, phi, z, d, Atd, slope: float, rnorm: f
     ``(None, None, 0, matvecs)``. ``t_max`` keeps ``log z`` within the trust radius; the merit is
     ``D`` (Armijo) or, where the decrease of ``D`` is below its rounding, ``||r||``."""
     delta = np.concatenate([-Atd, Atd]) if B.signed else -Atd  # φ moves by t·delta = -t B^T d
-    t = mirror.log_scale_limit(phi, delta, _TRUST_LOG)
+    t = mirror.log_scale_limit(phi, delta, _TRUST_LOG, z)
     matvecs = 0
     for _ in range(_HALVINGS):
         phi_new = phi + t * delta
