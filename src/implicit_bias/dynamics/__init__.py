@@ -7,7 +7,7 @@
 - :class:`~implicit_bias.models.DeepFactorization` -> :func:`.matrix.simulate_matrix` (SPEC C, D).
 
 Every flow is integrated through the one driver of :mod:`.driver` (saved times are landed on by
-steps), GD and SGD through :func:`.descent.descent_loop`. Every result carries a ``status`` from
+steps), GD, SGD and exact mirror descent through :func:`.descent.descent_loop`. Every result carries a ``status`` from
 the one vocabulary of :mod:`implicit_bias.status` (``NEXT_STEP`` there says what to do next);
 ``simulate`` can end ``converged`` (the residual tolerance ``stop.tol`` held), ``budget_exhausted``
 (a ``Stop`` budget ran out first), ``stalled`` (GD/SGD parameters bitwise unchanged: updates below
@@ -24,13 +24,13 @@ from .._blas import pinned_blas
 from ..errors import InvalidParameterError, UnsupportedError
 from ..models import DeepFactorization, Hadamard, Init, MatrixInit, WeightNormalized, WNInit
 from ..problems import MatrixRecovery, SparseRecovery
-from .base import SGD, Dynamics, GradientDescent, GradientFlow, Path, Result, Stop
+from .base import SGD, Dynamics, GradientDescent, GradientFlow, MirrorDescent, Path, Result, Stop
 from .matrix import MatrixPath, MatrixResult, ProductFlow, simulate_matrix
 from .sparse import default_step, simulate_hadamard
 from .weight_norm import simulate_weight_norm
 
 __all__ = [
-    "SGD", "GradientDescent", "GradientFlow", "MatrixPath", "MatrixResult", "Path", "ProductFlow", "Result",
+    "SGD", "GradientDescent", "GradientFlow", "MatrixPath", "MatrixResult", "MirrorDescent", "Path", "ProductFlow", "Result",
     "Stop", "default_step", "simulate",
 ]
 

@@ -80,7 +80,26 @@ class SGD:
         check_seed(self.seed)
 
 
-Dynamics = GradientFlow | GradientDescent | SGD
+@dataclass(frozen=True)
+class MirrorDescent:
+    """Exact discrete mirror descent ``∇F_N(z_{k+1}) = ∇F_N(z_k) - eta_k B^T(B z_k - y)`` (SPEC A.0, A.12).
+
+    The exact discretisation of the mirror flow of identical factors (SPEC A.10): for ``N = 2``
+    ``z_{k+1} = z_k ⊙ exp(-2 eta g_k)`` (SPEC D.3(iii)); ``N = 1`` is plain GD on ``z``. Every
+    iterate keeps ``∇F(z_k) - ∇F(z_0)`` in ``range(B^T)``, so a converged run is the Bregman limit
+    (A.14) to rounding. ``step=None`` takes the GD default of SPEC D.3(ii): the step's linear
+    stability at the limit is governed by the same ``λ_max`` (D.3).
+    """
+
+    step: float | StepSchedule | None = None
+
+    def __post_init__(self) -> None:
+        if self.step is not None and not callable(self.step):
+            _require(is_real(self.step, finite=True) and self.step > 0, "step", "a float in the range (0, inf) or a schedule",
+                     self.step)
+
+
+Dynamics = GradientFlow | GradientDescent | SGD | MirrorDescent
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import InvalidParameterError
+from ..mirror import MirrorMap
 from ..models.hadamard import factor_gradient, product
 from .driver import Outcome, save_schedule
 
@@ -172,4 +173,25 @@ def descend(B, y, factors, *, plan: DescentPlan, stop, save_at, clock) -> Outcom
         update=lambda factors, z, g, eta: factors - eta * factor_gradient(factors, g),
         m=B.m, ynorm=float(np.linalg.norm(y)), step_at=plan.step_at, stop=stop, clock=clock,
         snapshot=np.copy, save_at=save_at, batch=plan.batch, rng=plan.rng,
+    )
+
+
+def mirror_descend(B, y, z0: np.ndarray, depth: int, *, plan: DescentPlan, stop, save_at, clock) -> Outcome:
+    """Exact mirror descent ``φ_{k+1} = φ_k - eta_k B^T(B z_k - y)`` with ``φ = ∇F_N(z)`` (SPEC A.0, A.12)
+    on the lifted problem; the state is ``φ``, saved records are ``z``. A step that leaves the
+    mirror map's domain (``N > 2``: ``φ >= 0``, i.e. ``z = inf``) ends the run ``diverged``."""
+    mirror = MirrorMap(depth)
+
+    def forward(phi):
+        if not mirror.in_domain(phi):
+            return None
+        z = mirror.z(phi)
+        return z if np.all(np.isfinite(z)) else None
+
+    return descent_loop(
+        mirror.phi(z0), forward=forward, residual=lambda z: B.matvec(z) - y, gradient=lambda z, r: B.rmatvec(r),
+        minibatch=lambda z, rows: minibatch_gradient(B, y, z, rows),
+        update=lambda phi, z, g, eta: phi - eta * g,
+        m=B.m, ynorm=float(np.linalg.norm(y)), step_at=plan.step_at, stop=stop, clock=clock,
+        snapshot=np.copy, save_at=save_at, batch=None, rng=None,
     )

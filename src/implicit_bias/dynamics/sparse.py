@@ -13,10 +13,11 @@ import time
 import numpy as np
 
 from ..errors import InvalidParameterError, UnsupportedError
+from ..mirror import MirrorMap
 from ..models import Hadamard, Init
 from ..problems import SparseRecovery
-from .base import SGD, GradientDescent, GradientFlow, Path, Result, Stop
-from .descent import DescentPlan, descend, descent_plan
+from .base import SGD, GradientDescent, GradientFlow, MirrorDescent, Path, Result, Stop
+from .descent import DescentPlan, descend, descent_plan, mirror_descend
 from .driver import Outcome, drive
 from .flow import FactorSystem, integrate
 from .rosenbrock import RodasMirrorFlow
@@ -34,15 +35,17 @@ def simulate_hadamard(problem: SparseRecovery, model: Hadamard, dynamics, *, ini
     (an :class:`Init`, or a float ``alpha``: every factor starts at ``alpha * 1``, SPEC C2)."""
     if not isinstance(init, Init):
         init = Init.uniform(init)
-    if not isinstance(dynamics, (GradientFlow, GradientDescent, SGD)):
+    if not isinstance(dynamics, (GradientFlow, GradientDescent, SGD, MirrorDescent)):
         raise InvalidParameterError(
-            f"dynamics must be GradientFlow, GradientDescent or SGD; got {type(dynamics).__name__}."
+            f"dynamics must be GradientFlow, GradientDescent, SGD or MirrorDescent; got {type(dynamics).__name__}."
         )
     factors0 = model.initial_factors(init, problem.n)
     clock = stopwatch()
     if isinstance(dynamics, GradientFlow):
         outcome, factors, method = _flow(problem, model, dynamics, factors0, stop=stop, save_at=save_at, clock=clock)
         return sparse_result(problem, model, outcome, factors, method, clock, drift=invariant_drift(model, factors0, factors))
+    if isinstance(dynamics, MirrorDescent):
+        return _mirror_descent(problem, model, dynamics, init, factors0, stop=stop, save_at=save_at, clock=clock)
     plan = descent_plan(dynamics, problem.m, lambda batch: default_step(problem, model, init, batch=batch))
     outcome = descend(model.lift(problem.A), problem.y, factors0, plan=plan, stop=stop, save_at=save_at, clock=clock)
     return sparse_result(
@@ -69,6 +72,24 @@ def _flow(problem, model: Hadamard, dynamics: GradientFlow, factors0, *, stop, s
     system = FactorSystem(B, y, factors0)
     outcome = integrate(system, B=B, y=y, stop=stop, rtol=rtol, atol=dynamics.atol, save_at=save_at, clock=clock)
     return outcome, system.factors(outcome.state), "flow[factor]"
+
+
+def _mirror_descent(problem, model: Hadamard, dynamics: MirrorDescent, init: Init, factors0, *, stop, save_at, clock):
+    """Exact mirror descent (SPEC A.0, A.12) of identical factors; non-identical ones have no mirror map."""
+    if not model.identical(factors0):
+        raise UnsupportedError(
+            "MirrorDescent needs identical factors (a float alpha, Init.uniform or Init.general): only their product "
+            "follows a mirror flow (SPEC A.4). Use GradientDescent for explicit non-identical factors."
+        )
+    plan = descent_plan(dynamics, problem.m, lambda batch: default_step(problem, model, init))
+    z0 = factors0[0] ** model.depth if model.depth > 1 else factors0[0].copy()
+    outcome = mirror_descend(model.lift(problem.A), problem.y, z0, model.depth, plan=plan, stop=stop,
+                             save_at=save_at, clock=clock)
+    z = MirrorMap(model.depth).z(outcome.state)
+    factors = np.tile(z if model.depth == 1 else z ** (1.0 / model.depth), (model.depth, 1))
+    return sparse_result(problem, model, outcome, factors, "mirror_descent", clock, plan=plan, z=z,
+                         drift=invariant_drift(model, factors0, factors),
+                         suggest=lambda: default_step(problem, model, init))
 
 
 def sparse_path(problem: SparseRecovery, model, saved) -> Path | None:
@@ -124,7 +145,7 @@ def default_step(problem: SparseRecovery, model: Hadamard, init: Init, *, batch:
     B = model.lift(problem.A)
     factors0 = model.initial_factors(init, problem.n)
     if model.depth == 1:
-        target = np.ones(1)
+        target = np.ones(model.lifted_width(problem.n))  # ||x||_inf^0 = 1: the step is 1 / ||B||^2
     elif model.identical(factors0):
         target = predict_limit(problem, model, init).z
     else:
