@@ -48,9 +48,10 @@ def range_defect(B, v):
 
 @pytest.mark.parametrize("N", [2, 3])
 def test_mirror_descent_stays_on_the_affine_mirror_manifold(N):
-    """SPEC A.0: every MD iterate has ∇F(z_k) - ∇F(z_0) in range(B^T) (rounding: observed <= 1e-14,
-    tolerance 1e-11 leaves 1e3x for the accumulated rounding of 3000 steps); factor GD leaves it at
-    O(eta) (observed ~1e-3 at N = 2), which shows the check can fail."""
+    """SPEC A.0: every MD iterate has ∇F(z_k) - ∇F(z_0) in range(B^T) up to rounding (observed
+    2.9e-15 at N = 2, 4.3e-15 at N = 3 over 3000 steps; the tolerance 1e-11 leaves 1e3x for rounding
+    that grows with the step count); factor GD at the same step leaves it at O(eta) (observed 1.3e-2
+    and 8.4e-3), which shows the check can fail."""
     problem = gaussian_sparse(30, 20, 2, seed=4)
     model, alpha = Hadamard(N), 0.3
     B = problem.A
