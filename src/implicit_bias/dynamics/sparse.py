@@ -2,7 +2,8 @@
 
 Gradient flow of identical factors runs in mirror space (SPEC A.10, A.12) with the Rosenbrock
 stepper of :mod:`.rosenbrock`; other factors run in factor space (SPEC A.2) with BDF
-(:mod:`.flow`); GD and SGD (SPEC D.1, D.2) with :func:`.descent.descend`. All three end in one
+(:mod:`.flow`); GD and SGD (SPEC D.1, D.2) with :func:`.descent.descend`; exact mirror descent
+(SPEC A.0, A.12) with :func:`.descent.mirror_descend`. All of them end in one
 :class:`~.driver.Outcome`, turned into a :class:`~.base.Result` by :func:`sparse_result`.
 """
 
@@ -31,7 +32,7 @@ def stopwatch():
 
 def simulate_hadamard(problem: SparseRecovery, model: Hadamard, dynamics, *, init: Init | float,
                       stop: Stop = Stop(), save_at=None) -> Result:
-    """:func:`~implicit_bias.dynamics.simulate` for the Hadamard model: flow, GD or SGD from ``init``
+    """:func:`~implicit_bias.dynamics.simulate` for the Hadamard model: flow, GD, SGD or MD from ``init``
     (an :class:`Init`, or a float ``alpha``: every factor starts at ``alpha * 1``, SPEC C2)."""
     if not isinstance(init, Init):
         init = Init.uniform(init)
