@@ -67,7 +67,7 @@ def test_a21_l1_error_shrinks_to_the_l1_minimisers(cs_problem, N):
         ratios.append(np.abs(v[T]).sum() / np.abs(v[~T]).sum())
     gamma = max(ratios)
     C = (1 + gamma) / (1 - gamma)
-    assert gamma < 1  # observed 0.30 (N = 2), 0.26 (N = 3)
+    assert gamma < 1  # observed 0.31 (N = 2), 0.26 (N = 3)
     for err, excess, bound in zip(errors, excesses, bounds):
         assert excess <= bound + 1e-12  # Theorem A.4 (where eps is finite)
         assert excess <= err <= C * excess * (1 + 1e-9)  # triangle inequality; NSP (Foucart-Rauhut 4.14)
@@ -196,7 +196,7 @@ def test_svd_jacobian_is_the_vandermonde_of_sigma_squared(sigma):
         e[i] = h
         J[:, i] = ((svd_chart(U, V, p0 + e) - svd_chart(U, V, p0 - e)) / (2 * h)).ravel()
     van = np.prod([abs(sigma[i] ** 2 - sigma[j] ** 2) for i in range(n) for j in range(i + 1, n)])
-    # §F row 9: 7 digits; central differences at h = 1e-5: observed relative error ~1e-11
+    # §F row 9: 7 digits; central differences at h = 1e-5: observed relative error 2e-10, 8e-11
     assert abs(abs(np.linalg.det(J)) / van - 1) <= 1e-7
     # and the second form of (C.10): sqrt(det g) |van(Σ²)| = N^{-n/2} det(Σ²)^{(1-N)/2N} |van(Σ^{2/N})|
     W = svd_chart(U, V, p0)
