@@ -1,6 +1,7 @@
 """SPEC claims reproduced at the spec's own tolerance against independent computations (issue 16).
 
 - A.8 (A.21): the compressed-sensing corollary on a Gaussian problem in the null-space-property regime;
+- §F row 3 / A.5: Theorem A.2 on the spec's α grid;
 - §F row 2 / A.4: the factor-space flow (SPEC A.2, where KKT is not built in) for N = 3, 4 against
   the oracle, with the A.3 range condition recomputed by numpy lstsq on the flow's endpoint;
 - §F row 5 / A.7: the signed model against a signed flow written here with scipy (A.5), (A.8) for
@@ -22,7 +23,16 @@ from implicit_bias.mirror import MirrorMap
 from implicit_bias.models import Hadamard, Init
 from implicit_bias.problems import gaussian_sparse
 from implicit_bias.references import l1_optimum, min_l1
-from implicit_bias.theory import epsilon_bound
+
+
+def eps_a15(N, beta_1, beta_min, Q):
+    """(A.15) transcribed here (independently of implicit_bias.theory); inf outside its hypothesis."""
+    if beta_1 >= Q:
+        return np.inf
+    if N == 2:
+        return np.log(beta_1 / beta_min) / np.log(Q / beta_1)
+    p = 1 - 2 / N
+    return N / 2 * (beta_1 ** p - beta_min ** p) / (Q ** p - beta_1 ** p)
 
 
 def range_residual_lstsq(A, d):
@@ -63,7 +73,7 @@ def test_a21_l1_error_shrinks_to_the_l1_minimisers(cs_problem, N):
         v = limit.x - x
         errors.append(np.abs(v).sum())
         excesses.append(np.abs(limit.x).sum() - Q)
-        bounds.append(epsilon_bound(N, 2 * p.n * alpha ** N, alpha ** N, Q) * Q)  # (A.19), (A.15)
+        bounds.append(eps_a15(N, 2 * p.n * alpha ** N, alpha ** N, Q) * Q)  # (A.19), (A.15)
         ratios.append(np.abs(v[T]).sum() / np.abs(v[~T]).sum())
     gamma = max(ratios)
     C = (1 + gamma) / (1 - gamma)
@@ -89,6 +99,32 @@ def test_a21_simulated_flow_point(cs_problem):
     # observed 8.04470e-3 both, differing by 7e-12; the flow stops at residual 1e-10
     assert abs(err_flow - err_oracle) <= 1e-8
     assert err_flow <= 1e-2 * np.abs(p.x_true).sum()
+
+
+# ---------------------------------------------------------------------------------------------
+# §F row 3 / A.5: Theorem A.2 on the spec's own α grid (oracle limits, the problem of row 2)
+
+ROW3_GRID = {2: (1e-2, 1e-4, 1e-6), 3: (1e-1, 1e-2, 1e-3), 4: (1e-1, 1e-2, 1e-3)}
+
+
+@pytest.mark.parametrize("N", [2, 3, 4])
+def test_theorem_a2_on_the_spec_alpha_grid(N):
+    """(A.15) holds in all 9 cases, and the l1 distance to the LP minimiser falls along the grid."""
+    p = gaussian_sparse(100, 40, 5, signed=False, seed=0)
+    z_l1 = min_l1(p.A, p.y, nonneg=True)
+    Q = l1_optimum(p.A, p.y, nonneg=True)
+    distances = []
+    for alpha in ROW3_GRID[N]:
+        limit = predict_limit(p, Hadamard(N), Init.uniform(alpha))
+        assert limit.status == "converged"
+        eps = eps_a15(N, p.n * alpha ** N, alpha ** N, Q)  # beta_1 = n alpha^N, beta_min = alpha^N (C2)
+        excess = (limit.x.sum() - Q) / Q
+        # observed e.g. N = 3, alpha = 1e-2: 6.9e-6 <= eps = 2.8e-2 (§F row 3: 1.7e-5 <= 2.8e-2)
+        assert -1e-9 <= excess <= eps
+        distances.append(np.abs(limit.x - z_l1).sum())
+    # §F row 3: 0.26 -> 1.4e-3 -> 3.4e-5 (N = 2), 0.22 -> 3.5e-4 -> 2.7e-5 (N = 3); here
+    # 9.3e-3 -> 1.9e-6 -> 4.2e-10 (N = 2), 6.6e-2 -> 6.6e-5 -> 6.6e-8 (N = 3), 7.1e-3 -> 7.1e-7 -> 1.2e-10 (N = 4)
+    assert all(a >= 100 * b for a, b in zip(distances, distances[1:]))
 
 
 # ---------------------------------------------------------------------------------------------
