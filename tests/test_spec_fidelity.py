@@ -11,6 +11,8 @@
 The observed values quoted in the comments were measured on the seeds below (tests/README.md).
 """
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
@@ -84,9 +86,9 @@ def test_a21_l1_error_shrinks_to_the_l1_minimisers(cs_problem, N):
         assert err <= C * bound  # (A.21)
     # the error falls monotonically to the l1 minimiser's: N = 2 5.0 -> 0.21 -> 8e-3 -> 3e-4 -> 5e-7,
     # N = 3 0.27 -> 3e-4 -> 3e-7 (at the rate of the excess: err/excess stays in [1.70, 1.89])
-    assert all(a > 4 * b for a, b in zip(errors, errors[1:]))
+    assert all(a > 4 * b for a, b in itertools.pairwise(errors))
     assert errors[-1] - l1_error <= 1e-5  # observed 5e-7 (N = 2), 3e-7 (N = 3)
-    assert max(e / x for e, x in zip(errors, excesses)) <= 1.2 * min(e / x for e, x in zip(errors, excesses))
+    assert max(e / d for e, d in zip(errors, excesses)) <= 1.2 * min(e / d for e, d in zip(errors, excesses))
 
 
 def test_a21_simulated_flow_point(cs_problem):
@@ -124,7 +126,7 @@ def test_theorem_a2_on_the_spec_alpha_grid(N):
         distances.append(np.abs(limit.x - z_l1).sum())
     # §F row 3: 0.26 -> 1.4e-3 -> 3.4e-5 (N = 2), 0.22 -> 3.5e-4 -> 2.7e-5 (N = 3); here
     # 9.3e-3 -> 1.9e-6 -> 4.2e-10 (N = 2), 6.6e-2 -> 6.6e-5 -> 6.6e-8 (N = 3), 7.1e-3 -> 7.1e-7 -> 1.2e-10 (N = 4)
-    assert all(a >= 100 * b for a, b in zip(distances, distances[1:]))
+    assert all(a >= 100 * b for a, b in itertools.pairwise(distances))
 
 
 # ---------------------------------------------------------------------------------------------
