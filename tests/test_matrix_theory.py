@@ -282,13 +282,15 @@ def test_factor_flow_conserves_balancedness_and_moves_the_product_by_a_w():
     for j in range(N - 1):
         A, B, gA, gB = factors[j], factors[j + 1], grads[j], grads[j + 1]
         rate = -(gB.T @ B + B.T @ gB) + (gA @ A.T + A @ gA.T)
-        assert np.linalg.norm(rate) <= 1e-13 * np.linalg.norm(G) * max(np.linalg.norm(f) for f in factors) ** 2
+        # observed 8.1e-17 of this scale (issue 16: was 1e-13)
+        assert np.linalg.norm(rate) <= 3e-15 * np.linalg.norm(G) * max(np.linalg.norm(f) for f in factors) ** 2
     # product velocity sum_j W_N..W_{j+1} (-grad_j) W_{j-1}..W_1 vs -A_W(G): equal for balanced factors
     velocity = sum(
         mt.factor_product([*factors[:j], -grads[j], *factors[j + 1 :]]) for j in range(N)
     )
     expected = -mt.product_operator(W0, N, G)
-    assert np.linalg.norm(velocity - expected) <= 1e-12 * np.linalg.norm(expected)  # SPEC F7: 6e-12 along a flow
+    # SPEC F7: 6e-12 along a flow; at one point observed 1.1e-15 (issue 16: was 1e-12)
+    assert np.linalg.norm(velocity - expected) <= 3e-14 * np.linalg.norm(expected)
 
 
 @pytest.mark.parametrize(
