@@ -66,10 +66,11 @@ def test_depth_one_limits_are_projections():
     """SPEC E.1: the linear model converges to x0 + A^+(y - A x0); from 0 the min-l2 solution."""
     problem = gaussian_sparse(30, 12, 2, signed=True, seed=4)
     signed = predict_limit(problem, Hadamard(1, signed=True), Init.uniform(0.3))  # x0 = u0 - v0 = 0
-    assert np.allclose(signed.x, np.linalg.pinv(problem.A) @ problem.y, atol=1e-12)
+    # closed forms agree to rounding: observed 1.2e-15 both (§F row 11: 2e-15; issue 16: was atol 1e-12)
+    assert np.allclose(signed.x, np.linalg.pinv(problem.A) @ problem.y, rtol=0, atol=3e-14)
     x0 = np.linspace(-1, 1, 30)
     general = predict_limit(problem, Hadamard(1), Init.general(x0))
-    assert np.allclose(general.x, min_l2(problem.A, problem.y, x0), atol=1e-12)
+    assert np.allclose(general.x, min_l2(problem.A, problem.y, x0), rtol=0, atol=3e-14)
 
 
 def test_small_init_limit_approaches_l1_minimiser():
