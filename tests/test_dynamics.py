@@ -71,7 +71,8 @@ def test_signed_flow_is_positive_flow_on_stacked_matrix():
     stacked = SparseRecovery(np.hstack([problem.A, -problem.A]), problem.y)
     positive = simulate(stacked, Hadamard(3), GradientFlow(space="factor"), init=0.2, save_at=times)
     assert signed.converged and positive.converged
-    assert np.allclose(signed.path.x, positive.path.x[:, :40] - positive.path.x[:, 40:], atol=1e-7)
+    # same BDF at rtol 1e-10 on the same lifted system: observed 1.1e-11 (issue 16: was atol 1e-7)
+    assert np.allclose(signed.path.x, positive.path.x[:, :40] - positive.path.x[:, 40:], rtol=0, atol=1e-9)
     assert signed.invariant_drift["uv_A8"] <= 1e-8
 
 
@@ -106,7 +107,8 @@ def test_tiny_alpha_flow_converges_to_the_limit():
         result = simulate(problem, Hadamard(N), GradientFlow(), init=1e-12 if N == 2 else 1e-6, stop=Stop(tol=1e-9))
         assert result.converged, result.message
         predicted = predict_limit(problem, Hadamard(N), Init.uniform(1e-12 if N == 2 else 1e-6))
-        assert rel(result.x, predicted.x) <= 1e-6
+        # the flow stops at residual 1e-9: observed 2.7e-9 (N = 2), 1.0e-9 (N = 3) (issue 16: was 1e-6)
+        assert rel(result.x, predicted.x) <= 1e-7
 
 
 def test_linear_model_flow_reaches_minimum_l2_solution():

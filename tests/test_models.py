@@ -29,7 +29,8 @@ def test_factor_gradient_matches_finite_differences(depth, signed):
         e[index] = h
         fd[index] = (loss_of_factors(problem, model, factors + e) - loss_of_factors(problem, model, factors - e)) / (2 * h)
     # central differences: truncation O(h^2) ~ 1e-12 times third derivatives, rounding ~ 1e-10
-    assert np.max(np.abs(fd - analytic)) <= 1e-6 * max(1.0, np.max(np.abs(analytic)))
+    # (observed <= 2.3e-10 over the 8 cases; issue 16: was 1e-6)
+    assert np.max(np.abs(fd - analytic)) <= 1e-8 * max(1.0, np.max(np.abs(analytic)))
 
 
 def test_leave_one_out_products_without_division():

@@ -87,7 +87,8 @@ def test_flow_jacobian_matches_finite_differences(positive, depth):
     J = system.jac(0.0, state)
     h = 1e-6
     fd = np.column_stack([(system.rhs(0, state + h * e) - system.rhs(0, state - h * e)) / (2 * h) for e in np.eye(state.size)])
-    assert np.max(np.abs(J - fd)) <= 1e-8 * np.max(np.abs(fd))
+    # central differences at h = 1e-6: observed 4.0e-11 of max|fd| (issue 16: was 1e-8)
+    assert np.max(np.abs(J - fd)) <= 1e-9 * np.max(np.abs(fd))
 
 
 def test_initialisation_matches_spec_B6(positive):
@@ -144,8 +145,9 @@ def test_fitted_effective_scale_equals_rho_power(positive, runs):
             continue
         log_c, kkt = fit_effective_scale(model.lift(positive.A), result.factors[0] ** depth,
                                          model.initial_product(r0, positive.n), depth, floor=resolved_floor(depth))
-        assert abs(math.expm1(log_c + depth * log_rho)) <= 1e-3, (depth, eta_r, r0, log_c, -depth * log_rho)
-        assert kkt <= 1e-6
+        # SPEC F6 claims 4 digits; observed <= 4.5e-8 and KKT <= 5.7e-10 here (issue 16: were 1e-3, 1e-6)
+        assert abs(math.expm1(log_c + depth * log_rho)) <= 1e-6, (depth, eta_r, r0, log_c, -depth * log_rho)
+        assert kkt <= 2e-8
         # the slide's exponent (no factor 2) is far off
         slide_log_rho = math.log(r0 / r_inf) + (r_inf**2 - r0**2) / eta_r
         assert abs(log_c + depth * slide_log_rho) > 1.0
@@ -158,8 +160,9 @@ def test_limit_equals_oracle_prediction(positive, runs):
         r_inf = float(np.linalg.norm(result.factors[0]))
         oracle = predict_limit_weight_norm(positive, model, r0, r_inf)
         assert oracle.status == "converged"
-        assert oracle.limit.kkt <= 1e-8
-        assert np.max(np.abs(result.x - oracle.x)) <= 1e-6 * np.max(np.abs(oracle.x)), (depth, eta_r, r0)
+        # observed KKT <= 3.2e-14, distance <= 3.3e-9 (SPEC F6: 2e-7); issue 16: were 1e-8, 1e-6
+        assert oracle.limit.kkt <= 1e-12
+        assert np.max(np.abs(result.x - oracle.x)) <= 1e-7 * np.max(np.abs(oracle.x)), (depth, eta_r, r0)
 
 
 def test_bound_holds_where_its_hypothesis_holds(positive, runs):
@@ -195,11 +198,12 @@ def test_signed_model_matches_its_oracle(signed):
         assert result.invariant_drift["v_norm_B4"] <= 1e-9
         r_inf = float(np.linalg.norm(result.factors[0]))
         oracle = predict_limit_weight_norm(signed, model, 2.0, r_inf)
-        assert np.max(np.abs(result.x - oracle.x)) <= 1e-6 * np.max(np.abs(oracle.x))
+        # observed 5.5e-10 (N = 3), 1.3e-9 (N = 2); the fit below 9.9e-11, 3.2e-9 (issue 16: were 1e-6, 1e-3)
+        assert np.max(np.abs(result.x - oracle.x)) <= 1e-7 * np.max(np.abs(oracle.x))
         log_rho = log_magnification_factor(2.0, r_inf, eta_r)
         log_c, _ = fit_effective_scale(model.lift(signed.A), result.factors[0] ** depth,
                                        model.initial_product(2.0, signed.n), depth, floor=resolved_floor(depth))
-        assert abs(math.expm1(log_c + depth * log_rho)) <= 1e-3
+        assert abs(math.expm1(log_c + depth * log_rho)) <= 1e-6
         beta_1, beta_min = wn_beta_constants(2.0, 2 * signed.n, depth)
         assert bound_holds(float(np.sum(np.abs(result.x))), Q, wn_epsilon_bound(depth, beta_1, beta_min, Q, log_rho))
 
