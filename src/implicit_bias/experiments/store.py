@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import sqlite3
 import time
 import warnings
@@ -147,11 +148,25 @@ class SQLiteStore:
                 raise _explain(exc, self.path, "open") from exc
             raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
         try:
-            with self._guard("open"):
-                self._open(create)
+            self._open_retrying(create)
         except BaseException:
             self.db.close()  # leave a foreign file as we found it, and no connection behind
             raise
+
+    def _open_retrying(self, create: bool, patience_s: float = 30.0) -> None:
+        """:meth:`_open`, again while another process holds the lock it needs. Switching a new store to
+        WAL needs an exclusive lock, and SQLite answers "database is locked" at once, without waiting
+        out the timeout, when two sweeps create one store together (1 start in ~12 failed so)."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                with self._guard("open"):
+                    return self._open(create)
+            except StoreError as exc:
+                name = getattr(exc.__cause__, "sqlite_errorname", "") or ""
+                if not name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01 + 0.04 * random.random())  # desynchronise the contenders
 
     def _connect(self) -> sqlite3.Connection:
         if not self.readonly:
