@@ -26,7 +26,7 @@ import numpy as np
 
 from ._arguments import check_limit_arguments
 from ._blas import pinned_blas
-from ._validation import require
+from ._validation import check_count, is_real, require
 from .dual_linalg import NewtonMatrix, range_residual
 from .errors import InfeasibleProblemError, SolverError
 from .mirror import MirrorMap
@@ -108,7 +108,7 @@ def predict_limit(
     residual of SPEC A.3 (i); both must hold for ``status == "converged"``.
     """
     check_limit_arguments(problem, model, init)
-    _check_tolerances(tol, kkt_tol, max_iter)
+    max_iter = _check_tolerances(tol, kkt_tol, max_iter)
     start = time.perf_counter()
     factors = model.require_identical(init, problem.n, "predict_limit")
     z0 = factors[0] ** model.depth if model.depth > 1 else factors[0].copy()
@@ -131,12 +131,11 @@ def predict_limit(
     )
 
 
-def _check_tolerances(tol, kkt_tol, max_iter) -> None:
+def _check_tolerances(tol, kkt_tol, max_iter) -> int:
+    """Typed errors for bad tolerances; ``max_iter`` as an int."""
     for name, value in (("tol", tol), ("kkt_tol", kkt_tol)):
-        require(isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and 0 < value < 1,
-                name, "a float in the range (0, 1)", value)
-    require(isinstance(max_iter, (int, np.integer)) and not isinstance(max_iter, bool) and max_iter >= 1,
-            "max_iter", "an int >= 1", max_iter)
+        require(is_real(value) and 0 < value < 1, name, "a float in the range (0, 1)", value)
+    return check_count(max_iter, "max_iter")
 
 
 def _status(residual: float, kkt: float, tol: float, kkt_tol: float, stop: str) -> Status:
