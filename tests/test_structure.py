@@ -36,6 +36,13 @@ def test_modules_and_functions_are_small(path):
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines in {path.name}: {long}"
 
 
+def test_test_functions_are_small_too():
+    """"No function over ~80 lines outside benchmarks": the tests included."""
+    long = [(path.name, name, n) for path in sorted((ROOT / "tests").glob("*.py"))
+            for name, n in _functions(path) if n > MAX_FUNCTION_LINES]
+    assert not long, long
+
+
 def _status_definitions(path: Path):
     """``Literal[...]`` types and module- or class-level collections naming >= 2 status words
     (a membership test such as ``status in ("failed", "diverged")`` is a use, not a definition)."""
