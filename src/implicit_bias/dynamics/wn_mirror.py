@@ -271,6 +271,23 @@ class RodasWNFlow:
         err = self._error(ks[-1], pt)
         return (err, (psi, pt)) if np.isfinite(err) else (np.inf, None)
 
+    def jacobian(self) -> np.ndarray:
+        """The dense ``J = df/dΛ`` of the module docstring at the current state (``m x m``; for checks)."""
+        N, pt, eta = self.depth, self.pt, self.coords.eta_r
+        H = (self.op.A * (N * N * pt.r2 * self.op.base(pt.z ** (2.0 - 2.0 / N)))) @ self.op.A.T
+        kappa = (N - 2) * (1.0 - eta / pt.r2) - 2.0 * eta / pt.r2
+        return -H + np.outer(N * N * (1.0 - eta / pt.r2) * pt.Bz + N * kappa * pt.res, pt.Bz)
+
+    def fixed_step(self, h: float) -> None:
+        """One step of size ``h`` without error control (order checks); StepFailure outside the domain."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            _, new = self.attempt(h)
+        if new is None:
+            raise StepFailure(f"a fixed step of size {h:.3g} left the domain")
+        self.psi, self.pt, self._gram = new[0], new[1], None
+        self._time.add(h)
+        self.steps += 1
+
     def step(self, h: float) -> tuple[float, float]:
         """Take one accepted step of size ``<= h``; return ``(h_used, h_next)`` (rodas.f's controller
         with Gustafsson's predictive rule, as :meth:`.rosenbrock.RodasMirrorFlow.step`)."""
