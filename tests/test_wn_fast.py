@@ -7,6 +7,7 @@ of convergence, small-step gradient descent, and the limit oracle of Theorem B.1
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -64,7 +65,7 @@ def test_jacobian_matches_finite_differences(small, depth, eta_r):
     st = stepper(small, depth, eta_r, 1.0, 1e-8)
     for _ in range(3):
         st.fixed_step(0.3 if (depth, eta_r) == (2, 0.1) else 0.02)  # away from the symmetric start
-    f = lambda d: st.rhs(st._evaluate(st.psi - st.op.rmatvec(d)))  # noqa: E731
+    f = lambda d: st.rhs(st._evaluate(st.psi - st.op.rmatvec(d)))
     h = 1e-6
     fd = np.column_stack([(f(h * e) - f(-h * e)) / (2 * h) for e in np.eye(small.m)])
     # O(h²) truncation plus eps/h rounding: observed <= 3.5e-9 of max|fd|
@@ -97,11 +98,11 @@ def test_small_step_gd_converges_to_the_flow_at_first_order(small):
     flow = simulate(small, model, GradientFlow(rtol=1e-10), init=1.0, stop=Stop(tol=1e-15, max_time=T), save_at=[T])
     errors = []
     for eta in (4e-3, 2e-3, 1e-3):
-        K = int(round(T / eta))
+        K = round(T / eta)
         gd = simulate(small, model, GradientDescent(step=eta), init=1.0, stop=Stop(tol=1e-15, max_evals=K), save_at=[K])
         errors.append(rel(gd.path.x[-1], flow.path.x[-1]))
     # observed 6.1e-4, 3.0e-4, 1.5e-4: ratio 2.00 per halving (Euler is first order)
-    for a, b in zip(errors, errors[1:]):
+    for a, b in itertools.pairwise(errors):
         assert 1.8 <= a / b <= 2.2, errors
     assert errors[-1] <= 1e-3
 
@@ -123,7 +124,7 @@ def test_issue_problem_converges_fast_to_the_oracle_limit(issue, eta_r):
     assert oracle.status == "converged"
     # the run stops at residual 1e-8: observed 1.3e-8 .. 2.4e-8
     assert rel(result.x, oracle.x) <= 1e-6
-    log_c, kkt = fit_effective_scale(model.lift(issue.A), result.x, model.initial_product(2.0, issue.n), 2)
+    log_c, _ = fit_effective_scale(model.lift(issue.A), result.x, model.initial_product(2.0, issue.n), 2)
     assert abs(log_c + 2 * log_magnification_factor(2.0, r_inf, eta_r)) <= 1e-4 * abs(log_c)  # (B.7)
 
 

@@ -39,7 +39,18 @@ import scipy.linalg
 from scipy.linalg.lapack import dpotrs
 
 from .driver import StepFailure
-from .rosenbrock import EPS, FAC_MAX, FAC_MIN, NOISE, SAFETY, TABLEAU, CompensatedTime, RotatedOperator, Tableau, tab_final
+from .rosenbrock import (
+    EPS,
+    FAC_MAX,
+    FAC_MIN,
+    NOISE,
+    SAFETY,
+    TABLEAU,
+    CompensatedTime,
+    RotatedOperator,
+    Tableau,
+    tab_final,
+)
 
 
 def log_sum_exp(a: np.ndarray) -> float:
