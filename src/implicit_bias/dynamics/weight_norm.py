@@ -1,8 +1,11 @@
 """Gradient flow, GD and SGD of the weight-normalised model in ``(r, v)`` (SPEC B.2-B.5).
 
-The flow state is ``s = (r, v) ∈ R^{1+n'}``; :class:`WNSystem` is integrated by BDF through the
-one driver (:func:`implicit_bias.dynamics.flow.integrate`) with an analytic dense Jacobian (size ``(1+n')^2``,
-meant for ``n'`` up to a few thousand). GD/SGD take ``r <- r - η η_r ∇_r``, ``v <- v - η ∇_v``
+The flow (``GradientFlow()``, space ``auto``/``mirror``) runs as the time-rescaled mirror flow of
+:mod:`.wn_mirror`: an ``m``-dimensional dual ODE with ``r`` and ``v`` in closed form, integrated by
+RODAS5P through the one driver. ``GradientFlow(space="factor")`` integrates the ``(1+n')``-dimensional
+state ``s = (r, v)`` itself: :class:`WNSystem` by BDF (:func:`implicit_bias.dynamics.flow.integrate`)
+with an analytic dense Jacobian (size ``(1+n')^2``, meant for ``n'`` up to a few thousand), the
+independent check of the mirror path. GD/SGD take ``r <- r - η η_r ∇_r``, ``v <- v - η ∇_v``
 (the same rates as the flow, SPEC B.3, discretised).
 """
 
