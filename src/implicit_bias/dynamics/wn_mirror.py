@@ -14,7 +14,10 @@ Two closed forms remove ``C`` and ``r`` from the state: ``w̄`` is parallel to `
     r² = r0² + η_r log(S / r0²),   z = (r/√S)^N z̄,   v̄ = w̄/√S,   ρ = e^{-C} = √S / r.
 
 So the ``(1+n')``-dimensional ``(r, v)`` flow is the ``m``-dimensional ODE for ``Λ``, and the
-limit is the Bregman projection of B.8 by construction (``ψ - ψ0 ∈ range B^T`` exactly). Its
+limit is the Bregman projection of B.8 by construction (``ψ - ψ0 ∈ range B^T`` exactly; with the
+homogeneity of ``F_N``, ``z̄_∞ = ρ^N z_∞``). A point with ``Bz = y`` is the projection from
+``c z(0)`` with ``c = ρ^{-N}`` evaluated at its own radius, a scalar fixed point: integration error
+moves the path, not the limit (rtol 1e-6 and 1e-10 end 1.5e-8 apart, ``tests/test_wn_fast.py``). Its
 Jacobian is a symmetric negative semidefinite matrix plus a rank-one term,
 
     J = -N² B diag(r² z^{2-2/N}) B^T + u (Bz)^T,   u = N²(1 - η_r/r²) Bz + Nκ (Bz - y),
