@@ -22,7 +22,6 @@ from .flow import integrate
 from .sparse import sparse_result, stopwatch
 from .wn_mirror import RodasWNFlow, WNCoordinates
 
-WN_MIRROR_RTOL = 1e-6  # default rtol of the mirror path (error in log z per step), as for plain flow
 WN_ATOL = 1e-100  # absolute tolerance of the (r, v) flow: coordinates of w above ~1e3 * WN_ATOL are resolved
 
 
@@ -203,7 +202,7 @@ def _wn_flow(B, y, model, dynamics: GradientFlow, r0: float, v0: np.ndarray, *, 
             rtol=dynamics.rtol if dynamics.rtol is not None else 1e-11, atol=min(dynamics.atol, WN_ATOL),
         )
         return outcome, "wn-flow[factor]"
-    rtol = dynamics.rtol if dynamics.rtol is not None else WN_MIRROR_RTOL
+    rtol = dynamics.tolerance("mirror")  # 1e-6 by default, as plain flow: the error of log z per step
     try:
         stepper = RodasWNFlow(B, y, WNCoordinates(model.depth, model.eta_r, r0), v0, rtol)
     except StepFailure as exc:
