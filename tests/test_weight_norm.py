@@ -110,7 +110,7 @@ def test_v_norm_conserved_along_the_flow(runs):
     for model, result in runs.values():
         assert result.converged, result.message
         assert result.invariant_drift["v_norm_B4"] <= 1e-9
-        assert result.method == "wn-flow"
+        assert result.method == "wn-flow[mirror]"
 
 
 def test_v_norm_conserved_at_saved_times(positive):

@@ -1,8 +1,11 @@
 """Gradient flow, GD and SGD of the weight-normalised model in ``(r, v)`` (SPEC B.2-B.5).
 
-The flow state is ``s = (r, v) ∈ R^{1+n'}``; :class:`WNSystem` is integrated by BDF through the
-one driver (:func:`implicit_bias.dynamics.flow.integrate`) with an analytic dense Jacobian (size ``(1+n')^2``,
-meant for ``n'`` up to a few thousand). GD/SGD take ``r <- r - η η_r ∇_r``, ``v <- v - η ∇_v``
+The flow (``GradientFlow()``, space ``auto``/``mirror``) runs as the time-rescaled mirror flow of
+:mod:`.wn_mirror`: an ``m``-dimensional dual ODE with ``r`` and ``v`` in closed form, integrated by
+RODAS5P through the one driver. ``GradientFlow(space="factor")`` integrates the ``(1+n')``-dimensional
+state ``s = (r, v)`` itself: :class:`WNSystem` by BDF (:func:`implicit_bias.dynamics.flow.integrate`)
+with an analytic dense Jacobian (size ``(1+n')^2``, meant for ``n'`` up to a few thousand), the
+independent check of the mirror path. GD/SGD take ``r <- r - η η_r ∇_r``, ``v <- v - η ∇_v``
 (the same rates as the flow, SPEC B.3, discretised).
 """
 
@@ -14,9 +17,10 @@ from ..errors import InvalidParameterError
 from ..models.weight_norm import pulled_gradient
 from .base import SGD, GradientDescent, GradientFlow, Result
 from .descent import DescentPlan, descent_loop, descent_plan, minibatch_gradient
-from .driver import Outcome
+from .driver import Outcome, StepFailure, drive
 from .flow import integrate
 from .sparse import sparse_result, stopwatch
+from .wn_mirror import RodasWNFlow, WNCoordinates
 
 WN_ATOL = 1e-100  # absolute tolerance of the (r, v) flow: coordinates of w above ~1e3 * WN_ATOL are resolved
 
@@ -165,17 +169,8 @@ def simulate_weight_norm(problem, model, dynamics, *, init, stop, save_at) -> Re
     clock = stopwatch()
     plan = None
     if isinstance(dynamics, GradientFlow):
-        if dynamics.space not in ("auto", "factor"):
-            raise InvalidParameterError(
-                "weight-normalised flow is integrated in (r, v) space only; use GradientFlow() or space='factor'."
-            )
-        # Tiny coordinates of v carry the implicit bias (SPEC B.8): control their relative error
-        # down to WN_ATOL (measured: 1e-30 left log c* off by 0.4-2 at rho^-N ~ 1e-80; 1e-100 costs ~+50% evals).
-        outcome = integrate(
-            WNSystem(B, y, model.depth, model.eta_r, r0, v0), B=B, y=y, stop=stop, save_at=save_at, clock=clock,
-            rtol=dynamics.rtol if dynamics.rtol is not None else 1e-11, atol=min(dynamics.atol, WN_ATOL),
-        )
-        r, v, method = float(outcome.state[0]), outcome.state[1:].copy(), "wn-flow"
+        outcome, method = _wn_flow(B, y, model, dynamics, r0, v0, stop=stop, save_at=save_at, clock=clock)
+        r, v = float(outcome.state[0]), outcome.state[1:].copy()
     elif isinstance(dynamics, (GradientDescent, SGD)):
         plan = descent_plan(dynamics, problem.m, lambda batch: default_wn_step(problem, model, init, batch=batch))
         outcome = wn_descend(B, y, model.depth, model.eta_r, r0, v0, plan=plan, stop=stop, save_at=save_at, clock=clock)
@@ -194,6 +189,25 @@ def simulate_weight_norm(problem, model, dynamics, *, init, stop, save_at) -> Re
         suggest=lambda: default_wn_step(problem, model, init, batch=plan.batch),
         note=_slow_flow_note(model, r0, r) if slow else "",
     )
+
+
+def _wn_flow(B, y, model, dynamics: GradientFlow, r0: float, v0: np.ndarray, *, stop, save_at, clock):
+    """``(outcome, method)`` of the flow: the dual mirror flow (:mod:`.wn_mirror`, ``space`` auto or
+    mirror) or BDF on ``(r, v)`` (``space='factor'``); both end with the state ``(r, v)``."""
+    if dynamics.space == "factor":
+        # Tiny coordinates of v carry the implicit bias (SPEC B.8): control their relative error
+        # down to WN_ATOL (measured: 1e-30 left log c* off by 0.4-2 at rho^-N ~ 1e-80; 1e-100 costs ~+50% evals).
+        outcome = integrate(
+            WNSystem(B, y, model.depth, model.eta_r, r0, v0), B=B, y=y, stop=stop, save_at=save_at, clock=clock,
+            rtol=dynamics.rtol if dynamics.rtol is not None else 1e-11, atol=min(dynamics.atol, WN_ATOL),
+        )
+        return outcome, "wn-flow[factor]"
+    rtol = dynamics.tolerance("mirror")  # 1e-6 by default, as plain flow: the error of log z per step
+    try:
+        stepper = RodasWNFlow(B, y, WNCoordinates(model.depth, model.eta_r, r0), v0, rtol)
+    except StepFailure as exc:
+        raise InvalidParameterError(f"{exc}; use a larger r0") from exc
+    return drive(stepper, stop=stop, clock=clock, save_at=save_at), "wn-flow[mirror]"
 
 
 def default_wn_step(problem, model, init, *, batch: int | None = None) -> float:
