@@ -34,7 +34,7 @@ from ..problems import MatrixRecovery
 from ..status import Status
 from .base import SGD, GradientDescent, GradientFlow, Stop
 from .descent import descent_loop, descent_plan
-from .driver import Outcome, save_schedule
+from .driver import Outcome, drive, save_schedule
 from .flow import integrate_explicit
 from .matrix_ops import (
     _batch_maps,
@@ -47,6 +47,7 @@ from .matrix_ops import (
     operator_norm,
     target_scale,
 )
+from .matrix_stiff import StiffSwitchStepper, factor_jacobian, measurement_rows, use_stiff
 from .sparse import stopwatch
 
 BALANCED_TOL = 1e-8  # largest balancedness defect (C.3) that ProductFlow accepts
@@ -170,14 +171,23 @@ def _matrix_path(saved) -> MatrixPath | None:
 # flows, GD and SGD: each returns (outcome, factors or None, W)
 
 
-def _explicit_flow(problem, rhs, state0, to_W, *, rtol, atol, stop, save_at, clock) -> Outcome:
-    """DOP853 on ``state' = rhs(t, state)``; the observed point is ``W = to_W(state)``."""
+def _flow(problem, rhs, state0, to_W, *, rtol, atol, jac, stop, save_at, clock) -> Outcome:
+    """``state' = rhs(t, state)`` through the one driver; the observed point is ``W = to_W(state)``.
+
+    Small states (:func:`~.matrix_stiff.use_stiff`) take scipy's BDF with the Jacobian ``jac``
+    (None: scipy's finite differences), larger ones DOP853 (:mod:`.matrix_stiff` says why).
+    """
     def residual(W):
         return problem.residual(W) if np.all(np.isfinite(W)) else float("inf")
 
-    return integrate_explicit(
-        rhs, state0, observe=to_W, residual=residual, stop=stop, rtol=rtol, atol=atol, save_at=save_at, clock=clock, snapshot=_snapshot(problem),
-    )
+    if not use_stiff(state0.size):
+        return integrate_explicit(
+            rhs, state0, observe=to_W, residual=residual, stop=stop, rtol=rtol, atol=atol, save_at=save_at, clock=clock,
+            snapshot=_snapshot(problem),
+        )
+    stepper = StiffSwitchStepper(rhs, state0, rtol=rtol, atol=atol, observe=to_W, residual=residual, jac=jac,
+                                 jac_cost=state0.size if jac is None else 2 * problem.m)
+    return drive(stepper, stop=stop, clock=clock, save_at=save_at, snapshot=_snapshot(problem))
 
 
 def _factor_flow(problem, model, factors0, dynamics: GradientFlow, *, stop, save_at, clock):
@@ -194,11 +204,17 @@ def _factor_flow(problem, model, factors0, dynamics: GradientFlow, *, stop, save
         grads = mt.chain_gradients(factors, problem.gradient(below[-1]), below)
         return -np.concatenate([g.ravel() for g in grads])
 
+    measurements = measurement_rows(problem.operator) if use_stiff(sizes[-1]) else None
+
+    def jac(t, state):
+        factors = unpack(state)
+        return factor_jacobian(factors, problem.gradient(model.product(factors)), measurements)
+
     state0 = np.concatenate([Wj.ravel() for Wj in factors0])
     rtol = dynamics.tolerance("factor")
     atol = min(dynamics.atol, 1e-2 * rtol * float(np.max(np.abs(state0))) or dynamics.atol)
-    outcome = _explicit_flow(problem, rhs, state0, lambda s: model.product(unpack(s)), rtol=rtol, atol=atol,
-                             stop=stop, save_at=save_at, clock=clock)
+    outcome = _flow(problem, rhs, state0, lambda s: model.product(unpack(s)), rtol=rtol, atol=atol, jac=jac,
+                    stop=stop, save_at=save_at, clock=clock)
     factors = tuple(Wj.copy() for Wj in unpack(outcome.state))
     return outcome, factors, "flow[factor]"
 
@@ -223,8 +239,8 @@ def _product_flow(problem, model, factors0, dynamics: ProductFlow, *, stop, save
     # the initial size of W, or of its velocity A^*(y) when W(0) = 0 (depth 1 from zero)
     size = float(np.max(np.abs(state0))) or float(np.max(np.abs(problem.gradient(W0))))
     atol = dynamics.atol if dynamics.atol is not None else 1e-2 * dynamics.rtol * size
-    outcome = _explicit_flow(problem, rhs, state0, lambda s: s.reshape(shape), rtol=dynamics.rtol, atol=atol,
-                             stop=stop, save_at=save_at, clock=clock)
+    outcome = _flow(problem, rhs, state0, lambda s: s.reshape(shape), rtol=dynamics.rtol, atol=atol, jac=None,
+                    stop=stop, save_at=save_at, clock=clock)
     W = outcome.state.reshape(shape).copy()
     return outcome, _rebuild_factors(model, W, problem.shape), "product_flow"
 
