@@ -22,7 +22,7 @@ and ``Stop`` semantics are those of the sparse runner: ``converged`` when the re
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -47,7 +47,12 @@ from .matrix_ops import (
     operator_norm,
     target_scale,
 )
-from .matrix_stiff import StiffSwitchStepper, factor_jacobian, measurement_rows, use_stiff
+from .matrix_stiff import (
+    StiffSwitchStepper,
+    factor_jacobian,
+    measurement_rows,
+    use_stiff,
+)
 from .sparse import stopwatch
 
 BALANCED_TOL = 1e-8  # largest balancedness defect (C.3) that ProductFlow accepts
@@ -187,7 +192,10 @@ def _flow(problem, rhs, state0, to_W, *, rtol, atol, jac, stop, save_at, clock) 
         )
     stepper = StiffSwitchStepper(rhs, state0, rtol=rtol, atol=atol, observe=to_W, residual=residual, jac=jac,
                                  jac_cost=state0.size if jac is None else 2 * problem.m)
-    return drive(stepper, stop=stop, clock=clock, save_at=save_at, snapshot=_snapshot(problem))
+    outcome = drive(stepper, stop=stop, clock=clock, save_at=save_at, snapshot=_snapshot(problem))
+    if stepper.switched_at is None:
+        return outcome
+    return replace(outcome, message=f"{outcome.message} (DOP853, then BDF from t={stepper.switched_at:.3g})")
 
 
 def _factor_flow(problem, model, factors0, dynamics: GradientFlow, *, stop, save_at, clock):

@@ -59,7 +59,7 @@ def factor_jacobian(factors, R: np.ndarray, measurements: tuple[str, np.ndarray]
     ``X = P_j^T R Q_i^T`` and ``B = W_{j-1}...W_{i+1}``.
     """
     N = len(factors)
-    d_y, d_x = factors[-1].shape[0], factors[0].shape[1]
+    d_x = factors[0].shape[1]
     P = [_chain(factors[j + 1:], factors[j].shape[0]) for j in range(N)]  # W_N ... W_{j+1}
     Q = [_chain(factors[:j], d_x) for j in range(N)]  # W_{j-1} ... W_1
     D = np.hstack([np.kron(P[j], Q[j].T) for j in range(N)])
@@ -116,8 +116,9 @@ class StiffSwitchStepper:
     ``jac=None`` takes scipy's finite-difference Jacobian.
     """
 
-    def __init__(self, rhs, state0, *, rtol, atol, jac, jac_cost, observe, residual):
-        self._rhs = rhs
+    def __init__(self, rhs, state0, *, rtol, atol, jac, jac_cost, observe, residual,
+                 min_explicit_steps: int = MIN_EXPLICIT_STEPS, stiff_ratio: float = STIFF_RATIO):
+        self._rhs, self._min_steps, self._ratio = rhs, min_explicit_steps, stiff_ratio
         self._stiff_options = {"rtol": rtol, "atol": atol, "jac": jac, "jac_cost": jac_cost, "observe": observe,
                                "residual": residual, "residual_matvecs": 1}
         self.current = ScipyStepper(DOP853, rhs, state0, rtol=rtol, atol=atol, observe=observe, residual=residual,
@@ -146,8 +147,8 @@ class StiffSwitchStepper:
 
     def advance(self, target: float) -> None:
         self.current.advance(target)
-        explicit = self.current is self.explicit
-        if explicit and self.explicit.steps >= MIN_EXPLICIT_STEPS and self.explicit.steps % CHECK_EVERY == 0 and self._stiff():
+        due = self.explicit.steps >= self._min_steps and (self.explicit.steps - self._min_steps) % CHECK_EVERY == 0
+        if self.current is self.explicit and due and self._stiff():
             stiff = ScipyStepper(BDF, self._rhs, self.explicit.state, **self._stiff_options)
             stiff.t = self.switched_at = self.explicit.t
             self.current = stiff
@@ -155,4 +156,4 @@ class StiffSwitchStepper:
     def _stiff(self) -> bool:
         solver = self.explicit.solver
         self._probe_evals += POWER_ITERATIONS
-        return solver.step_size * spectral_radius(self._rhs, solver.y, solver.f) > STIFF_RATIO
+        return solver.step_size * spectral_radius(self._rhs, solver.y, solver.f) > self._ratio
