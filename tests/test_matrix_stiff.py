@@ -16,7 +16,11 @@ from implicit_bias._validation import relative_distance
 from implicit_bias.dynamics import GradientDescent, GradientFlow, Stop, simulate
 from implicit_bias.dynamics.driver import drive
 from implicit_bias.dynamics.matrix import ProductFlow
-from implicit_bias.dynamics.matrix_stiff import StiffSwitchStepper, factor_jacobian, measurement_rows
+from implicit_bias.dynamics.matrix_stiff import (
+    StiffSwitchStepper,
+    factor_jacobian,
+    measurement_rows,
+)
 from implicit_bias.errors import InvalidParameterError, UnsupportedError
 from implicit_bias.models import DeepFactorization, MatrixInit
 from implicit_bias.operators import EntryMask
