@@ -4,8 +4,10 @@ Reached through :func:`implicit_bias.dynamics.simulate` with a
 :class:`~implicit_bias.problems.MatrixRecovery` and a :class:`~implicit_bias.models.DeepFactorization`:
 
 - ``GradientFlow()``: every factor follows ``dW_j/dt = -grad_{W_j} L^N`` (SPEC C.1), integrated
-  with scipy's explicit adaptive DOP853 (order 8, no Jacobian: the state has ``sum d_j d_{j-1}``
-  numbers), stepped by hand so that every accepted step is checked (finite, residual, budget).
+  with scipy's explicit adaptive DOP853 (order 8), stepped by hand so that every accepted step is
+  checked (finite, residual, budget); a long run whose steps sit at DOP853's stability bound (the
+  stiff tail, a runaway singular value) switches to BDF with the exact dense Jacobian when the state
+  has at most 1500 numbers (:mod:`.matrix_stiff`).
 - ``ProductFlow()``: ``dW/dt = -A_W(grad L(W))`` (SPEC C.4-C.5) on ``W`` itself, valid for
   balanced initial factors (C.3) only, with ``A_W`` in the spectral form (C.6) from one SVD,
   :func:`implicit_bias.matrix_theory.product_operator_spectral`.
@@ -61,7 +63,8 @@ PATH_W_LIMIT = 5_000_000  # the path keeps W itself while d_y * d_x * len(t) sta
 
 @dataclass(frozen=True)
 class ProductFlow:
-    """The product flow ``dW/dt = -A_W(grad L(W))`` (SPEC C.5), integrated on ``W`` with DOP853.
+    """The product flow ``dW/dt = -A_W(grad L(W))`` (SPEC C.5), integrated on ``W`` with DOP853
+    (then BDF with a finite-difference Jacobian when stiff and small, as the factor flow).
 
     Equal to the factor flow's product when the initial factors are balanced (C.3); refused otherwise.
     ``atol=None`` takes ``1e-2 * rtol * max|W(0)|`` (the initial product may be tiny).
