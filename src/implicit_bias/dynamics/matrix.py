@@ -194,7 +194,7 @@ def _flow(problem, rhs, state0, to_W, *, rtol, atol, jac, stop, save_at, clock) 
             snapshot=_snapshot(problem),
         )
     stepper = StiffSwitchStepper(rhs, state0, rtol=rtol, atol=atol, observe=to_W, residual=residual, jac=jac,
-                                 jac_cost=state0.size if jac is None else 2 * problem.m)
+                                 jac_cost=2 * state0.size if jac is None else 2 * problem.m)
     outcome = drive(stepper, stop=stop, clock=clock, save_at=save_at, snapshot=_snapshot(problem))
     if stepper.switched_at is None:
         return outcome
