@@ -4,8 +4,10 @@ Reached through :func:`implicit_bias.dynamics.simulate` with a
 :class:`~implicit_bias.problems.MatrixRecovery` and a :class:`~implicit_bias.models.DeepFactorization`:
 
 - ``GradientFlow()``: every factor follows ``dW_j/dt = -grad_{W_j} L^N`` (SPEC C.1), integrated
-  with scipy's explicit adaptive DOP853 (order 8, no Jacobian: the state has ``sum d_j d_{j-1}``
-  numbers), stepped by hand so that every accepted step is checked (finite, residual, budget).
+  with scipy's explicit adaptive DOP853 (order 8), stepped by hand so that every accepted step is
+  checked (finite, residual, budget); a long run whose steps sit at DOP853's stability bound (the
+  stiff tail, a runaway singular value) switches to BDF with the exact dense Jacobian when the state
+  has at most 1500 numbers (:mod:`.matrix_stiff`).
 - ``ProductFlow()``: ``dW/dt = -A_W(grad L(W))`` (SPEC C.4-C.5) on ``W`` itself, valid for
   balanced initial factors (C.3) only, with ``A_W`` in the spectral form (C.6) from one SVD,
   :func:`implicit_bias.matrix_theory.product_operator_spectral`.
@@ -22,7 +24,7 @@ and ``Stop`` semantics are those of the sparse runner: ``converged`` when the re
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -34,7 +36,7 @@ from ..problems import MatrixRecovery
 from ..status import Status
 from .base import SGD, GradientDescent, GradientFlow, Stop
 from .descent import descent_loop, descent_plan
-from .driver import Outcome, save_schedule
+from .driver import Outcome, drive, save_schedule
 from .flow import integrate_explicit
 from .matrix_ops import (
     _batch_maps,
@@ -47,6 +49,12 @@ from .matrix_ops import (
     operator_norm,
     target_scale,
 )
+from .matrix_stiff import (
+    StiffSwitchStepper,
+    factor_jacobian,
+    measurement_rows,
+    use_stiff,
+)
 from .sparse import stopwatch
 
 BALANCED_TOL = 1e-8  # largest balancedness defect (C.3) that ProductFlow accepts
@@ -55,7 +63,8 @@ PATH_W_LIMIT = 5_000_000  # the path keeps W itself while d_y * d_x * len(t) sta
 
 @dataclass(frozen=True)
 class ProductFlow:
-    """The product flow ``dW/dt = -A_W(grad L(W))`` (SPEC C.5), integrated on ``W`` with DOP853.
+    """The product flow ``dW/dt = -A_W(grad L(W))`` (SPEC C.5), integrated on ``W`` with DOP853
+    (then BDF with a finite-difference Jacobian when stiff and small, as the factor flow).
 
     Equal to the factor flow's product when the initial factors are balanced (C.3); refused otherwise.
     ``atol=None`` takes ``1e-2 * rtol * max|W(0)|`` (the initial product may be tiny).
@@ -170,14 +179,26 @@ def _matrix_path(saved) -> MatrixPath | None:
 # flows, GD and SGD: each returns (outcome, factors or None, W)
 
 
-def _explicit_flow(problem, rhs, state0, to_W, *, rtol, atol, stop, save_at, clock) -> Outcome:
-    """DOP853 on ``state' = rhs(t, state)``; the observed point is ``W = to_W(state)``."""
+def _flow(problem, rhs, state0, to_W, *, rtol, atol, jac, stop, save_at, clock) -> Outcome:
+    """``state' = rhs(t, state)`` through the one driver; the observed point is ``W = to_W(state)``.
+
+    Small states (:func:`~.matrix_stiff.use_stiff`) take scipy's BDF with the Jacobian ``jac``
+    (None: scipy's finite differences), larger ones DOP853 (:mod:`.matrix_stiff` says why).
+    """
     def residual(W):
         return problem.residual(W) if np.all(np.isfinite(W)) else float("inf")
 
-    return integrate_explicit(
-        rhs, state0, observe=to_W, residual=residual, stop=stop, rtol=rtol, atol=atol, save_at=save_at, clock=clock, snapshot=_snapshot(problem),
-    )
+    if not use_stiff(state0.size):
+        return integrate_explicit(
+            rhs, state0, observe=to_W, residual=residual, stop=stop, rtol=rtol, atol=atol, save_at=save_at, clock=clock,
+            snapshot=_snapshot(problem),
+        )
+    stepper = StiffSwitchStepper(rhs, state0, rtol=rtol, atol=atol, observe=to_W, residual=residual, jac=jac,
+                                 jac_cost=2 * state0.size if jac is None else 2 * problem.m)
+    outcome = drive(stepper, stop=stop, clock=clock, save_at=save_at, snapshot=_snapshot(problem))
+    if stepper.switched_at is None:
+        return outcome
+    return replace(outcome, message=f"{outcome.message} (DOP853, then BDF from t={stepper.switched_at:.3g})")
 
 
 def _factor_flow(problem, model, factors0, dynamics: GradientFlow, *, stop, save_at, clock):
@@ -194,11 +215,17 @@ def _factor_flow(problem, model, factors0, dynamics: GradientFlow, *, stop, save
         grads = mt.chain_gradients(factors, problem.gradient(below[-1]), below)
         return -np.concatenate([g.ravel() for g in grads])
 
+    measurements = measurement_rows(problem.operator) if use_stiff(sizes[-1]) else None
+
+    def jac(t, state):
+        factors = unpack(state)
+        return factor_jacobian(factors, problem.gradient(model.product(factors)), measurements)
+
     state0 = np.concatenate([Wj.ravel() for Wj in factors0])
     rtol = dynamics.tolerance("factor")
     atol = min(dynamics.atol, 1e-2 * rtol * float(np.max(np.abs(state0))) or dynamics.atol)
-    outcome = _explicit_flow(problem, rhs, state0, lambda s: model.product(unpack(s)), rtol=rtol, atol=atol,
-                             stop=stop, save_at=save_at, clock=clock)
+    outcome = _flow(problem, rhs, state0, lambda s: model.product(unpack(s)), rtol=rtol, atol=atol, jac=jac,
+                    stop=stop, save_at=save_at, clock=clock)
     factors = tuple(Wj.copy() for Wj in unpack(outcome.state))
     return outcome, factors, "flow[factor]"
 
@@ -223,8 +250,8 @@ def _product_flow(problem, model, factors0, dynamics: ProductFlow, *, stop, save
     # the initial size of W, or of its velocity A^*(y) when W(0) = 0 (depth 1 from zero)
     size = float(np.max(np.abs(state0))) or float(np.max(np.abs(problem.gradient(W0))))
     atol = dynamics.atol if dynamics.atol is not None else 1e-2 * dynamics.rtol * size
-    outcome = _explicit_flow(problem, rhs, state0, lambda s: s.reshape(shape), rtol=dynamics.rtol, atol=atol,
-                             stop=stop, save_at=save_at, clock=clock)
+    outcome = _flow(problem, rhs, state0, lambda s: s.reshape(shape), rtol=dynamics.rtol, atol=atol, jac=None,
+                    stop=stop, save_at=save_at, clock=clock)
     W = outcome.state.reshape(shape).copy()
     return outcome, _rebuild_factors(model, W, problem.shape), "product_flow"
 
