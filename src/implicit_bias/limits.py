@@ -28,10 +28,12 @@ from ._arguments import check_limit_arguments
 from ._blas import pinned_blas
 from ._validation import check_count, is_real, require
 from .dual_linalg import NewtonMatrix, range_residual
+from .krylov import GramPCG, KrylovNewton
 from .errors import InfeasibleProblemError, SolverError
 from .mirror import MirrorMap
 from .models import Hadamard, Init
 from .problems import SparseRecovery
+from .sensing import is_matrix_free
 from .status import Status
 
 # Default tolerances, from the values the oracle reaches when it polishes to _POLISH or stalls
@@ -146,9 +148,15 @@ def _status(residual: float, kkt: float, tol: float, kkt_tol: float, stop: str) 
 
 
 def _project_affine(B, y: np.ndarray, z0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``z0 + B^+ (y - B z0)``: the limit of the linear model (SPEC E.1)."""
-    dense = B.dense()
-    lam, *_ = np.linalg.lstsq(dense @ dense.T, y - B.matvec(z0), rcond=None)
+    """``z0 + B^+ (y - B z0)``: the limit of the linear model (SPEC E.1); for an operator ``A`` by
+    conjugate gradients on ``B B^T λ = y - B z0`` to a relative residual of 1e-13."""
+    if is_matrix_free(B.A):
+        pcg = GramPCG(B.A, max_columns=0)
+        pcg.prepare(np.full(B.n, 2.0 if B.signed else 1.0))  # B B^T = A diag(1 or 2) A^T
+        lam = pcg.solve(y - B.matvec(z0), 1e-13, max_iter=10 * B.m)[0]
+    else:
+        dense = B.dense()
+        lam, *_ = np.linalg.lstsq(dense @ dense.T, y - B.matvec(z0), rcond=None)
     z = z0 + B.rmatvec(lam)
     if np.linalg.norm(B.matvec(z) - y) > 1e-8 * np.linalg.norm(y):
         raise InfeasibleProblemError(
@@ -171,7 +179,7 @@ def _dual_newton(B, y: np.ndarray, z0: np.ndarray, depth: int, tol: float, max_i
     target, stall_level = min(tol, _POLISH) * ynorm, max(tol, _STALL_LEVEL) * ynorm
     phi, z, lam = mirror.phi(z0), z0.copy(), np.zeros(B.m)
     r = B.matvec(z) - y
-    newton = NewtonMatrix(B.A)
+    newton = KrylovNewton(B.A) if is_matrix_free(B.A) else NewtonMatrix(B.A)
     history: list[float] = []
     matvecs, steepest = 1, 0
     while True:
@@ -274,9 +282,17 @@ def _line_search(B, y, mirror: MirrorMap, phi, z, d, Atd, slope: float, rnorm: f
 
 
 def _raise_if_no_nonnegative_solution(B, y) -> None:
+    """:class:`InfeasibleProblemError` when HiGHS finds no ``z >= 0`` with ``Bz = y`` (dense or sparse ``A``;
+    a DCT operator is not checked: its LP is as large as the problem)."""
+    import scipy.sparse
     from scipy.optimize import linprog
 
-    dense = B.dense()
+    if scipy.sparse.issparse(B.A):
+        dense = scipy.sparse.hstack([B.A, -B.A]).tocsr() if B.signed else B.A
+    elif is_matrix_free(B.A):
+        return
+    else:
+        dense = B.dense()
     result = linprog(np.zeros(dense.shape[1]), A_eq=dense, b_eq=y, bounds=(0, None), method="highs")
     if result.status == 2:
         hint = " Use the signed model (--signed)." if not B.signed else ""

@@ -28,7 +28,10 @@ from .errors import InvalidParameterError, InvalidProblemError
 class SparseRecovery:
     """The problem ``A x = y`` (SPEC 0.1) with an optional ground truth ``x_true``.
 
-    The loss is ``L(x) = 0.5 ||A x - y||^2`` with gradient ``A^T (A x - y)``.
+    ``A`` is a dense array, a ``scipy.sparse`` matrix (kept sparse, as CSR) or a matrix-free
+    :class:`~implicit_bias.sensing.DCTSensing`; the oracle and the mirror-space flow run matrix-free
+    on the last two (:mod:`implicit_bias.sensing`). The loss is ``L(x) = 0.5 ||A x - y||^2`` with
+    gradient ``A^T (A x - y)``.
     """
 
     A: np.ndarray
@@ -37,7 +40,10 @@ class SparseRecovery:
     name: str = field(default="sparse")
 
     def __post_init__(self) -> None:
-        A = as_finite_array(self.A, "A", 2)
+        from .sensing import as_measurement
+
+        A = as_measurement(self.A)
+        A = as_finite_array(self.A, "A", 2) if A is None else A
         y = as_finite_array(self.y, "y", 1)
         if A.shape[0] != y.shape[0]:
             raise InvalidProblemError(
@@ -86,8 +92,10 @@ class SparseRecovery:
         return float(np.linalg.norm(x - self.x_true) / (norm if norm > 0 else 1.0))
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write ``A``, ``y`` (and ``x_true``) to an ``.npz`` file readable by :func:`load_problem`."""
-        arrays = {"A": self.A, "y": self.y}
+        """Write ``A``, ``y`` (and ``x_true``) to an ``.npz`` file readable by :func:`load_problem` (dense ``A`` only)."""
+        from .sensing import require_dense
+
+        arrays = {"A": require_dense(self.A, "saving a problem", "Save its generator's settings instead (dct_sparse(n, m, s, seed))."), "y": self.y}
         if self.x_true is not None:
             arrays["x_true"] = self.x_true
         np.savez(path, **arrays)
@@ -114,6 +122,36 @@ def gaussian_sparse(
     if noise > 0:
         y = _noisy(y, noise, rng.standard_normal(m) / np.sqrt(m))
     return SparseRecovery(A, y, x_true, name=f"gaussian_sparse(n={n}, m={m}, s={s}, {'signed' if signed else 'positive'}, seed={seed})")
+
+
+def dct_sparse(n: int, m: int, s: int, *, signed: bool = False, noise: float = 0.0, seed: int = 0) -> SparseRecovery:
+    """:func:`gaussian_sparse` with ``A`` a matrix-free :class:`~implicit_bias.sensing.DCTSensing` (``m`` seeded
+    random rows of the orthonormal DCT-II, scaled by ``sqrt(n/m)`` like the Gaussian ``A``); the signal and the
+    noise are drawn as there, from ``seed``. Memory ``O(n)``: no ``m x n`` array is formed."""
+    from .sensing import DCTSensing
+
+    n, m, s = check_sparse_settings(n, m, s, signed=signed, noise=noise, dense=False)
+    A = DCTSensing(n, m, seed=check_seed(seed))
+    rng = np.random.default_rng(seed)
+    x_true = np.zeros(n)
+    support = rng.choice(n, size=s, replace=False)
+    magnitudes = 1.0 + np.abs(rng.standard_normal(s))
+    x_true[support] = (rng.choice([-1.0, 1.0], size=s) if signed else np.ones(s)) * magnitudes
+    y = A @ x_true
+    if noise > 0:
+        y = _noisy(y, noise, rng.standard_normal(m) / np.sqrt(m))
+    return SparseRecovery(A, y, x_true, name=f"dct_sparse(n={n}, m={m}, s={s}, {'signed' if signed else 'positive'}, seed={seed})")
+
+
+def sparse_problem(operator: str, n: int, m: int, s: int, *, signed: bool = False, noise: float = 0.0,
+                   seed: int = 0) -> SparseRecovery:
+    """:func:`gaussian_sparse` (``operator="gaussian"``) or :func:`dct_sparse` (``"dct"``)."""
+    from .sensing import OPERATORS
+
+    if operator not in OPERATORS:
+        raise InvalidParameterError(f"The 'operator' parameter must be one of {OPERATORS}. Got {operator!r}.")
+    build = gaussian_sparse if operator == "gaussian" else dct_sparse
+    return build(n, m, s, signed=signed, noise=noise, seed=seed)
 
 
 # what a damaged or foreign file can raise while numpy reads it
@@ -169,9 +207,10 @@ def _noisy(y: np.ndarray, noise: float, draw: np.ndarray) -> np.ndarray:
     return noisy
 
 
-def check_sparse_settings(n, m, s, *, signed=False, noise=0.0) -> tuple[int, int, int]:
-    """``(n, m, s)`` as ints if :func:`gaussian_sparse` can build the problem (cheap: no allocation),
-    else :class:`InvalidProblemError`; sweeps call it to refuse a bad spec before any trial runs."""
+def check_sparse_settings(n, m, s, *, signed=False, noise=0.0, dense=True) -> tuple[int, int, int]:
+    """``(n, m, s)`` as ints if :func:`gaussian_sparse` (``dense``) or :func:`dct_sparse` can build the
+    problem (cheap: no allocation), else :class:`InvalidProblemError`; sweeps call it to refuse a bad
+    spec before any trial runs."""
     for name, value in (("n", n), ("m", m), ("s", s)):
         try:
             check_count(value, name)
@@ -186,7 +225,8 @@ def check_sparse_settings(n, m, s, *, signed=False, noise=0.0) -> tuple[int, int
         raise InvalidProblemError(f"noise must be a finite number >= 0; got {noise!r}.")
     if not isinstance(signed, (bool, np.bool_)):
         raise InvalidProblemError(f"signed must be True or False; got {signed!r}.")
-    check_dense_size(m * n, f"an m x n = {m} x {n} Gaussian matrix", "use smaller n and m")
+    if dense:
+        check_dense_size(m * n, f"an m x n = {m} x {n} Gaussian matrix", "use smaller n and m, or the DCT operator")
     return n, m, s
 
 
