@@ -36,6 +36,7 @@ from .sensing import column_norms, columns, row_norms
 BIG = 1e10  # B: columns whose weight exceeds BIG times the rest (δ/c); CG runs orthogonally to them
 SPREAD = 10.0  # S: columns whose weight exceeds SPREAD times the mean of the others
 MAX_COLUMNS = 3000  # at most this many columns in S (and min(m/2, ...)): each costs m floats and m |S| flops
+WOODBURY = 0  # at most this many of the other large weights enter P by the Woodbury form (0: CG resolves them)
 _CACHE_FACTOR = 2  # the cached columns may grow to this multiple of MAX_COLUMNS before a rebuild
 
 
@@ -47,8 +48,9 @@ class GramPCG:
     (explicit columns formed), ``preparations``.
     """
 
-    def __init__(self, A, max_columns: int = MAX_COLUMNS):
+    def __init__(self, A, max_columns: int = MAX_COLUMNS, woodbury: int = WOODBURY):
         self.A = A
+        self.woodbury = woodbury
         self.m, self.n = A.shape
         self.c = float(np.mean(row_norms(A)))  # A A^T ≈ c I
         self.norms = column_norms(A)
@@ -57,15 +59,17 @@ class GramPCG:
         self.block = np.zeros((self.m, 0), order="F")
         self.gram = np.zeros((0, 0))
         self.products = self.iterations = self.column_count = self.preparations = 0
-        self.w = self.sigma = None
+        self.w = self.sigma = self._S_factored = None
 
     def prepare(self, w: np.ndarray, sigma: float = 0.0) -> None:
         """Set the system ``σ I + A diag(w) A^T`` (``w >= 0``) and build its preconditioner."""
         self.w, self.sigma = w, float(sigma)
         S, mu = self._split(w)
-        self.delta = self.sigma + mu * self.c
-        big = w[S] * self.c > BIG * self.delta
-        self.B, self.S = S[big], S[~big]
+        big = w[S] * self.c > BIG * (self.sigma + mu * self.c)
+        moderate = S[~big]
+        self.B, self.S = S[big], np.sort(moderate[np.argsort(w[moderate])[::-1][: self.woodbury]])
+        mu = (float(np.sum(w)) - float(np.sum(w[self.B])) - float(np.sum(w[self.S]))) / (self.n - self.B.size - self.S.size)
+        self.delta = self.sigma + max(mu, 1e-300) * self.c
         self.preparations += 1
         self.wK = w
         if self.B.size:
@@ -76,12 +80,14 @@ class GramPCG:
             self.GB = (damped_cholesky(self.gram[np.ix_(position, position)])[0], True)
         if self.S.size == 0:
             return
-        position = self._cache(self.S)
-        self.AS = self.block[:, position]
-        L, _ = damped_cholesky(self.gram[np.ix_(position, position)])
-        self.G = (L, True)
-        G_inv = scipy.linalg.cho_solve(self.G, np.eye(self.S.size), check_finite=False)
-        inner = self.delta * G_inv
+        if self._S_factored is None or not np.array_equal(self._S_factored, self.S):  # G and G^{-1} of a new S
+            position = self._cache(self.S)
+            self.AS = self.block[:, position]
+            L, _ = damped_cholesky(self.gram[np.ix_(position, position)])
+            self.G = (L, True)
+            self.G_inv = scipy.linalg.cho_solve(self.G, np.eye(self.S.size), check_finite=False)
+            self._S_factored = self.S
+        inner = self.delta * self.G_inv
         inner[np.diag_indices_from(inner)] += np.maximum(w[self.S] - mu, 0.0)
         scale = 1.0 / np.sqrt(np.diag(inner))  # Cholesky of the graded matrix after symmetric scaling
         L, _ = damped_cholesky(inner * np.outer(scale, scale))
@@ -106,6 +112,7 @@ class GramPCG:
         new = np.setdiff1d(S, self.cached, assume_unique=True)
         if self.cached.size + new.size > _CACHE_FACTOR * max(self.max_columns, 1):
             self.cached, self.block, self.gram = np.zeros(0, dtype=np.int64), np.zeros((self.m, 0), order="F"), np.zeros((0, 0))
+            self._S_factored = None  # its A_S was a view of the old block
             new = S
         if new.size:
             fresh = columns(self.A, new)
