@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""Large sparse problems (issue 12, part 4): the limit oracle and the flow at n = 5,000 / 20,000 / 50,000.
+
+Problems: ``gaussian_sparse(n, m=n/4, s=m/10, seed=0)`` (dense, where it fits in memory) or
+``dct_sparse`` (the same sizes with the matrix-free DCT operator), the positive ``Hadamard(2)`` from
+``alpha = 1e-3``. Every measurement runs in its own subprocess, so that its peak RSS
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``, which includes building the problem) is its own.
+The baseline is the HiGHS l1 LP (``references.min_l1``) on the same problem in the same run,
+stopped after 10 minutes; on the DCT problems it is not run (it needs the dense ``A``).
+
+    python benchmarks/scale_large.py            # markdown table
+    python benchmarks/scale_large.py --quick    # n = 5,000 rows and the n = 50,000 oracle only
+
+``rows(quick)`` returns the rows for ``benchmarks/scale.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+LP_LIMIT_S = 600.0
+DEPTH, ALPHA, FLOW_TOL = 2, 1e-3, 1e-8
+GIB = 2**30
+
+
+def _worker(task: dict) -> dict:
+    """One measurement in this process: ``{"seconds", "peak_rss_gib", "status", "detail"}``."""
+    import resource
+
+    import numpy as np
+
+    from implicit_bias.dynamics import GradientFlow, Stop, simulate
+    from implicit_bias.limits import predict_limit
+    from implicit_bias.models import Hadamard, Init
+    from implicit_bias.problems import sparse_problem
+    from implicit_bias.references import min_l1
+
+    n = task["n"]
+    problem = sparse_problem(task["operator"], n, n // 4, n // 40, seed=0)
+    started = time.perf_counter()
+    if task["kind"] == "lp":
+        x = min_l1(problem.A, problem.y, nonneg=True)
+        status, detail = "solved", f"||x||_1 = {np.sum(x):.6g}"
+    elif task["kind"] == "predict":
+        limit = predict_limit(problem, Hadamard(DEPTH), Init.uniform(ALPHA))
+        status = limit.status
+        detail = (f"{limit.iterations} Newton steps, {limit.matvecs} matvecs, residual {limit.residual:.1e}, "
+                  f"KKT {limit.kkt:.1e}, error vs x_true {problem.error_true(limit.x):.1e}")
+    else:
+        result = simulate(problem, Hadamard(DEPTH), GradientFlow(), init=ALPHA, stop=Stop(tol=FLOW_TOL))
+        status = result.status
+        detail = (f"{result.steps} steps, {result.grad_evals} evals, {result.matvecs} matvecs, residual "
+                  f"{result.residual:.1e} (tol {FLOW_TOL:g})")
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "status": status, "detail": detail,
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB}
+
+
+def measure(kind: str, n: int, operator: str, limit_s: float | None = None) -> dict | None:
+    """:func:`_worker` in a fresh interpreter; None when it ran past ``limit_s``."""
+    task = json.dumps({"kind": kind, "n": n, "operator": operator})
+    try:
+        done = subprocess.run([sys.executable, __file__, "--worker", task], capture_output=True, text=True,
+                              timeout=limit_s, check=True)
+    except subprocess.TimeoutExpired:
+        return None
+    except subprocess.CalledProcessError as exc:
+        return {"seconds": float("nan"), "status": "failed", "peak_rss_gib": float("nan"),
+                "detail": exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else "worker failed"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _row(target: str, goal: str, new: dict, baseline: dict | None, lp_run: bool, met: bool) -> dict:
+    if not lp_run:
+        base, ratio = "not run (the LP needs the dense A)", None
+    elif baseline is None:
+        base, ratio = f"did not finish in {LP_LIMIT_S / 60:.0f} min", f">= {LP_LIMIT_S / new['seconds']:.1f}"
+    else:
+        base, ratio = round(baseline["seconds"], 3), round(baseline["seconds"] / new["seconds"], 1)
+    return {"target": target, "baseline": base, "new": round(new["seconds"], 3), "ratio": ratio,
+            "peak_rss_gib": round(new["peak_rss_gib"], 3), "goal": goal, "verdict": "met" if met else "missed",
+            "detail": f"{new['status']}: {new['detail']}"}
+
+
+def _ratio_met(new: dict, baseline: dict | None, factor: float) -> bool:
+    limit = LP_LIMIT_S if baseline is None else baseline["seconds"]
+    return new["status"] == "converged" and limit >= factor * new["seconds"]
+
+
+def rows(quick: bool = False) -> list[dict]:
+    """The rows of this part: predict_limit and the flow at each size (see the module docstring)."""
+    out = []
+    sizes = (5000,) if quick else (5000, 20000)
+    for n in sizes:  # dense Gaussian: 200 MB and 800 MB
+        lp = measure("lp", n, "gaussian", LP_LIMIT_S)
+        new = measure("predict", n, "gaussian")
+        out.append(_row(f"predict_limit, n = {n:,} dense Gaussian", ">= 10x faster than HiGHS", new, lp, True,
+                        _ratio_met(new, lp, 10.0)))
+        flow = measure("flow", n, "gaussian" if n <= 5000 else "dct")
+        out.append(_row(f"flow, n = {n:,} {'dense Gaussian' if n <= 5000 else 'DCT operator'}", "converged",
+                        flow, lp if n <= 5000 else None, n <= 5000, flow["status"] == "converged"))
+    new = measure("predict", 50000, "dct")
+    out.append(_row("predict_limit, n = 50,000 DCT operator", "< 60 s and < 4 GiB peak RSS", new, None, False,
+                    new["status"] == "converged" and new["seconds"] < 60 and new["peak_rss_gib"] < 4))
+    if not quick:
+        flow = measure("flow", 50000, "dct")
+        out.append(_row("flow, n = 50,000 DCT operator", "converged (tol 1e-8), < 4 GiB peak RSS", flow, None, False,
+                        flow["status"] == "converged" and flow["peak_rss_gib"] < 4))
+    return out
+
+
+def markdown(table: list[dict]) -> str:
+    keys = ["target", "baseline", "new", "ratio", "peak_rss_gib", "goal", "verdict", "detail"]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join("-" if row[k] is None else str(row[k]) for k in keys) + " |" for row in table]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        print(json.dumps(_worker(json.loads(sys.argv[2]))))
+    else:
+        print(markdown(rows(quick="--quick" in sys.argv)))
