@@ -21,8 +21,16 @@ from implicit_bias.errors import UnsupportedError
 from implicit_bias.krylov import GramPCG
 from implicit_bias.limits import predict_limit
 from implicit_bias.models import Hadamard, Init
-from implicit_bias.problems import SparseRecovery, dct_sparse
-from implicit_bias.sensing import DCTSensing, column_norms, columns, dot_test, operator_norm_squared, row_norms
+from implicit_bias.problems import SparseRecovery
+from implicit_bias.sensing import (
+    DCTSensing,
+    column_norms,
+    columns,
+    dct_sparse,
+    dot_test,
+    operator_norm_squared,
+    row_norms,
+)
 
 EPS = np.finfo(float).eps
 

@@ -121,8 +121,8 @@ def run_sparse(n, m, s, signed, noise, seed, depth, alpha, problem_file, operato
     from .problems import load_problem
 
     if operator != "gaussian":
-        _run_operator(operator, dict(n=n, m=m, s=s, signed=signed, noise=noise, seed=seed), depth, alpha, problem_file,
-                      as_json, debug, method, tol, max_evals, weight_norm)
+        settings = {"n": n, "m": m, "s": s, "signed": signed, "noise": noise, "seed": seed}
+        _run_operator(operator, settings, depth, alpha, problem_file, as_json, debug, method, tol, max_evals, weight_norm)
         return
     if weight_norm:
         _run_weight_norm(n, m, s, signed, noise, seed, depth, problem_file, as_json, debug, method, step, batch, tol,
@@ -250,7 +250,8 @@ def predict(n, m, s, signed, noise, seed, depth, alpha, problem_file, operator, 
 
     from .limits import predict_limit
     from .models import Hadamard, Init
-    from .problems import load_problem, sparse_problem
+    from .problems import load_problem
+    from .sensing import sparse_problem
 
     try:
         if problem_file and operator != "gaussian":

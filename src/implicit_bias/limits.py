@@ -28,8 +28,8 @@ from ._arguments import check_limit_arguments
 from ._blas import pinned_blas
 from ._validation import check_count, is_real, require
 from .dual_linalg import NewtonMatrix, range_residual
-from .krylov import GramPCG, KrylovNewton
 from .errors import InfeasibleProblemError, SolverError
+from .krylov import GramPCG, KrylovNewton
 from .mirror import MirrorMap
 from .models import Hadamard, Init
 from .problems import SparseRecovery

@@ -124,36 +124,6 @@ def gaussian_sparse(
     return SparseRecovery(A, y, x_true, name=f"gaussian_sparse(n={n}, m={m}, s={s}, {'signed' if signed else 'positive'}, seed={seed})")
 
 
-def dct_sparse(n: int, m: int, s: int, *, signed: bool = False, noise: float = 0.0, seed: int = 0) -> SparseRecovery:
-    """:func:`gaussian_sparse` with ``A`` a matrix-free :class:`~implicit_bias.sensing.DCTSensing` (``m`` seeded
-    random rows of the orthonormal DCT-II, scaled by ``sqrt(n/m)`` like the Gaussian ``A``); the signal and the
-    noise are drawn as there, from ``seed``. Memory ``O(n)``: no ``m x n`` array is formed."""
-    from .sensing import DCTSensing
-
-    n, m, s = check_sparse_settings(n, m, s, signed=signed, noise=noise, dense=False)
-    A = DCTSensing(n, m, seed=check_seed(seed))
-    rng = np.random.default_rng(seed)
-    x_true = np.zeros(n)
-    support = rng.choice(n, size=s, replace=False)
-    magnitudes = 1.0 + np.abs(rng.standard_normal(s))
-    x_true[support] = (rng.choice([-1.0, 1.0], size=s) if signed else np.ones(s)) * magnitudes
-    y = A @ x_true
-    if noise > 0:
-        y = _noisy(y, noise, rng.standard_normal(m) / np.sqrt(m))
-    return SparseRecovery(A, y, x_true, name=f"dct_sparse(n={n}, m={m}, s={s}, {'signed' if signed else 'positive'}, seed={seed})")
-
-
-def sparse_problem(operator: str, n: int, m: int, s: int, *, signed: bool = False, noise: float = 0.0,
-                   seed: int = 0) -> SparseRecovery:
-    """:func:`gaussian_sparse` (``operator="gaussian"``) or :func:`dct_sparse` (``"dct"``)."""
-    from .sensing import OPERATORS
-
-    if operator not in OPERATORS:
-        raise InvalidParameterError(f"The 'operator' parameter must be one of {OPERATORS}. Got {operator!r}.")
-    build = gaussian_sparse if operator == "gaussian" else dct_sparse
-    return build(n, m, s, signed=signed, noise=noise, seed=seed)
-
-
 # what a damaged or foreign file can raise while numpy reads it
 _READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
 

@@ -16,13 +16,17 @@ A product costs one fast cosine transform, ``O(n log n)``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.fft
 import scipy.sparse
 
 from ._validation import check_count, check_dense_size, check_seed
-from .errors import InvalidProblemError, UnsupportedError
+from .errors import InvalidParameterError, InvalidProblemError, UnsupportedError
+
+if TYPE_CHECKING:
+    from .problems import SparseRecovery
 
 OPERATORS = ("gaussian", "dct")
 _ROW_SEED = 0x444354  # mixed into the seed of the row subset, so it is independent of the signal's draws
@@ -60,7 +64,7 @@ class DCTSensing:
         return float(np.sqrt(self.n / self.m))
 
     @property
-    def T(self) -> "_Adjoint":
+    def T(self) -> _Adjoint:
         return _Adjoint(self)
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
@@ -112,6 +116,36 @@ class _Adjoint:
 
     def __matmul__(self, r):
         return self.op.rmatvec(r)
+
+
+def dct_sparse(n: int, m: int, s: int, *, signed: bool = False, noise: float = 0.0, seed: int = 0) -> SparseRecovery:
+    """:func:`~implicit_bias.problems.gaussian_sparse` with ``A`` a matrix-free :class:`DCTSensing` (``m`` seeded
+    random rows of the orthonormal DCT-II, scaled by ``sqrt(n/m)`` like the Gaussian ``A``); the signal and the
+    noise are drawn as there, from ``seed``. Memory ``O(n)``: no ``m x n`` array is formed."""
+    from .problems import SparseRecovery, _noisy, check_sparse_settings
+
+    n, m, s = check_sparse_settings(n, m, s, signed=signed, noise=noise, dense=False)
+    A = DCTSensing(n, m, seed=check_seed(seed))
+    rng = np.random.default_rng(seed)
+    x_true = np.zeros(n)
+    support = rng.choice(n, size=s, replace=False)
+    magnitudes = 1.0 + np.abs(rng.standard_normal(s))
+    x_true[support] = (rng.choice([-1.0, 1.0], size=s) if signed else np.ones(s)) * magnitudes
+    y = A @ x_true
+    if noise > 0:
+        y = _noisy(y, noise, rng.standard_normal(m) / np.sqrt(m))
+    return SparseRecovery(A, y, x_true, name=f"dct_sparse(n={n}, m={m}, s={s}, {'signed' if signed else 'positive'}, seed={seed})")
+
+
+def sparse_problem(operator: str, n: int, m: int, s: int, *, signed: bool = False, noise: float = 0.0,
+                   seed: int = 0) -> SparseRecovery:
+    """:func:`~implicit_bias.problems.gaussian_sparse` (``operator="gaussian"``) or :func:`dct_sparse` (``"dct"``)."""
+    from .problems import gaussian_sparse
+
+    if operator not in OPERATORS:
+        raise InvalidParameterError(f"The 'operator' parameter must be one of {OPERATORS}. Got {operator!r}.")
+    build = gaussian_sparse if operator == "gaussian" else dct_sparse
+    return build(n, m, s, signed=signed, noise=noise, seed=seed)
 
 
 def is_matrix_free(A) -> bool:

@@ -16,7 +16,8 @@ from .dynamics import GradientFlow, Stop, simulate
 from .errors import InvalidParameterError, UnsupportedError
 from .limits import predict_limit
 from .models import Hadamard, Init
-from .problems import SparseRecovery, sparse_problem
+from .problems import SparseRecovery
+from .sensing import sparse_problem
 
 METHODS = ("flow", "limit")
 NO_LP = "; l1_min not computed: the HiGHS l1 LP needs a dense A (the predicted limit is the reference)"

@@ -49,6 +49,7 @@ from ..mirror import MirrorMap
 from ..sensing import is_matrix_free
 from .driver import StepFailure
 
+
 @dataclass(frozen=True)
 class Tableau:
     """A stiffly accurate Rosenbrock method in the form of Hairer & Wanner (§IV.7)
