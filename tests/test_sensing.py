@@ -158,6 +158,14 @@ def test_matrix_free_flow_agrees_with_dense_flow(depth, alpha):
     assert free.path is None or np.all(np.isfinite(free.path.residual))
 
 
+def test_matrix_free_flow_fails_honestly_where_it_would_need_the_rotated_block():
+    # N = 3 from alpha = 1e-8: on the plateaus h |r| grows until b_i^T Δλ carries rounding above 1e-2 rtol in
+    # log z; the dense stepper rotates λ-space, the matrix-free one has no such block and must say so
+    problem = dct_sparse(200, 50, 5, seed=2)
+    result = simulate(problem, Hadamard(3), GradientFlow(), init=1e-8, stop=Stop(tol=1e-8))
+    assert result.status == "failed" and "use a dense A" in result.message
+
+
 def test_operator_refuses_dense_only_paths_with_typed_errors(tmp_path):
     problem = dct_sparse(100, 25, 3, seed=0)
     with pytest.raises(UnsupportedError, match="GradientFlow"):

@@ -5,7 +5,9 @@ smooth convex ``m``-dimensional problem ``min_λ D(λ) = F*(φ0 - B^T λ) + ⟨y
 :mod:`implicit_bias.mirror`); the primal solution is ``z = (∇F)^{-1}(φ0 - B^T λ*)``.
 It is solved by damped Newton on ``D``: the Hessian is ``B H(z)^{-1} B^T = A diag(w) A^T`` with
 per-column weights ``w = N z^(2-2/N)`` (summed over the two halves of ``z`` for the signed model,
-SPEC A.4), solved by :class:`~implicit_bias.dual_linalg.NewtonMatrix`. Each step changes ``log z``
+SPEC A.4), solved by :class:`~implicit_bias.dual_linalg.NewtonMatrix` for a dense ``A`` and, for an
+operator ``A`` (a ``scipy.sparse`` matrix or the DCT of :mod:`implicit_bias.sensing`), matrix-free by
+the projected conjugate gradients of :class:`~implicit_bias.krylov.KrylovNewton` (no ``m x m`` matrix). Each step changes ``log z``
 by at most a trust radius (the flow escapes from ``alpha^N`` over many orders of magnitude), and
 Armijo backtracking on ``D`` guards descent. The mirror state ``φ`` is updated per coordinate,
 never recomputed as ``φ0 - B^T λ``, so that coordinates far from ``φ0`` keep their relative precision.

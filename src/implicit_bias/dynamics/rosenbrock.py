@@ -33,6 +33,12 @@ Design choices (measured against scipy's BDF on λ, module ``flow``):
 - Saved times are hit by steps, never by interpolation (the policy of
   :mod:`implicit_bias.dynamics.driver`): every saved state is an error-controlled node.
 
+Matrix-free (``A`` an operator of :mod:`implicit_bias.sensing`): the stage systems are solved by
+the projected CG of :class:`~implicit_bias.krylov.GramPCG` to the relative residual
+``CG_TOL * rtol`` (1e-9 at the default rtol), three orders below the local error the controller
+admits; there is no rotated exact block, so a step that would need one (N >= 3 from a tiny init,
+on the plateaus between escapes) ends the run ``failed`` with a message saying so.
+
 :class:`RodasMirrorFlow` is a stepper of :func:`implicit_bias.dynamics.driver.drive`.
 """
 
