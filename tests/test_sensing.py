@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from implicit_bias.cli import main
 from implicit_bias.dynamics import GradientDescent, GradientFlow, Stop, simulate
-from implicit_bias.errors import UnsupportedError
+from implicit_bias.errors import InvalidProblemError, UnsupportedError
 from implicit_bias.krylov import GramPCG
 from implicit_bias.limits import predict_limit
 from implicit_bias.models import Hadamard, Init
@@ -67,6 +67,13 @@ def test_dct_operator_is_scaled_rows_of_scipy_orthonormal_dct(n, m, seed):
 def test_dct_adjoint_passes_the_dot_test(n, m):
     # <Ax, r> and <x, A^T r> are sums of O(n) rounded terms: the mismatch is a few hundred eps at most
     assert dot_test(DCTSensing(n, m, seed=5), seed=6) < 100 * EPS * np.sqrt(n)
+
+
+def test_dct_operator_refuses_wrong_shapes():
+    A = DCTSensing(50, 10, seed=0)
+    for bad in (lambda: A @ np.ones(49), lambda: A.T @ np.ones(11), lambda: DCTSensing(10, 11)):
+        with pytest.raises(InvalidProblemError):
+            bad()
 
 
 def test_dct_rows_are_seeded_and_independent_of_the_signal():

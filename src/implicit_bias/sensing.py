@@ -69,11 +69,12 @@ class DCTSensing:
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
         """``A x`` for a vector or the columns of a 2-d array."""
-        return self.scale * scipy.fft.dct(np.asarray(x, dtype=np.float64), type=2, norm="ortho", axis=0)[self.rows]
+        x = _operand(x, self.n, "x")
+        return self.scale * scipy.fft.dct(x, type=2, norm="ortho", axis=0)[self.rows]
 
     def rmatvec(self, r: np.ndarray) -> np.ndarray:
         """``A^T r`` for a vector or the columns of a 2-d array (the inverse DCT of ``r`` scattered to ``rows``)."""
-        r = np.asarray(r, dtype=np.float64)
+        r = _operand(r, self.m, "r")
         full = np.zeros((self.n,) + r.shape[1:])
         full[self.rows] = r
         return self.scale * scipy.fft.idct(full, type=2, norm="ortho", axis=0)
@@ -102,6 +103,14 @@ class DCTSensing:
     def toarray(self) -> np.ndarray:
         check_dense_size(self.m * self.n, f"the dense m x n = {self.m} x {self.n} DCT matrix", "keep the operator")
         return self.columns(np.arange(self.n))
+
+
+def _operand(x, rows: int, name: str) -> np.ndarray:
+    """``x`` as a float64 vector or matrix with ``rows`` rows, else :class:`InvalidProblemError`."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim not in (1, 2) or x.shape[0] != rows:
+        raise InvalidProblemError(f"{name} must have {rows} rows to match the DCT operator; got shape {x.shape}.")
+    return x
 
 
 @dataclass(frozen=True)
