@@ -43,7 +43,7 @@ def dense_copy(problem: SparseRecovery) -> SparseRecovery:
 # ----------------------------------------------------------------------------- the DCT operator
 
 
-@pytest.mark.parametrize("n, m, seed", [(8, 3, 0), (37, 10, 1), (64, 64, 2), (300, 75, 3)])
+@pytest.mark.parametrize("n, m, seed", [(8, 3, 0), (37, 10, 1), (64, 63, 2), (300, 75, 3)])
 def test_dct_operator_is_scaled_rows_of_scipy_orthonormal_dct(n, m, seed):
     A = DCTSensing(n, m, seed=seed)
     C = scipy.fft.dct(np.eye(n), type=2, norm="ortho", axis=0)  # the orthonormal DCT-II matrix, column by column
@@ -71,13 +71,14 @@ def test_dct_adjoint_passes_the_dot_test(n, m):
 
 def test_dct_operator_refuses_wrong_shapes():
     A = DCTSensing(50, 10, seed=0)
-    for bad in (lambda: A @ np.ones(49), lambda: A.T @ np.ones(11), lambda: DCTSensing(10, 11)):
+    for bad in (lambda: A @ np.ones(49), lambda: A.T @ np.ones(11), lambda: DCTSensing(10, 10)):
         with pytest.raises(InvalidProblemError):
             bad()
 
 
 def test_dct_rows_are_seeded_and_independent_of_the_signal():
     assert np.array_equal(DCTSensing(500, 100, seed=3).rows, DCTSensing(500, 100, seed=3).rows)
+    assert 0 not in DCTSensing(50, 49, seed=1).rows  # never the constant row
     assert not np.array_equal(DCTSensing(500, 100, seed=3).rows, DCTSensing(500, 100, seed=4).rows)
     problem = dct_sparse(500, 100, 10, seed=3)
     support = np.flatnonzero(problem.x_true)
