@@ -165,12 +165,12 @@ _FORCING = 1e-3  # relative residual of each Newton direction (as NewtonMatrix)
 class KrylovNewton:
     """The matrix-free counterpart of :class:`~implicit_bias.dual_linalg.NewtonMatrix` for the dual Newton
     steps of :func:`implicit_bias.limits.predict_limit`: ``A diag(w + ν) A^T d = r`` by :class:`GramPCG`
-    to the relative residual :data:`_FORCING`, the preconditioner rebuilt from each step's weights."""
+    to the relative residual :data:`_FORCING`, the extreme columns split off afresh at each step's weights."""
 
     def __init__(self, A):
         self.pcg = GramPCG(A)
         self.n = A.shape[1]
-        self.fresh = True  # the preconditioner always comes from the current weights
+        self.fresh = True  # the split always comes from the current weights (no stale factorisation to retry)
         self.updated_columns = 0
 
     @property
@@ -179,7 +179,7 @@ class KrylovNewton:
 
     @property
     def matvecs(self) -> float:
-        """Products with ``A``, and the explicit columns formed (``m |S|`` flops each, as NewtonMatrix counts them)."""
+        """Products with ``A``, and the explicit columns formed (``m`` flops each: ``m / n`` of a product)."""
         return self.pcg.products + self.pcg.column_count * self.pcg.m / self.n
 
     def forget(self) -> None:

@@ -207,8 +207,9 @@ def _dual_newton(B, y: np.ndarray, z0: np.ndarray, depth: int, tol: float, max_i
     if stop not in ("target", "stall"):
         _raise_if_no_nonnegative_solution(B, y)
     iterations = len(history)
-    message = (f"{_STOP_MESSAGES[stop]} after {iterations} Newton steps ({steepest} steepest-descent fallbacks); "
-               f"{newton.rebuilds} Gram matrices, {newton.updated_columns} column updates")
+    work = (f"{newton.pcg.iterations} CG iterations (matrix-free)" if isinstance(newton, KrylovNewton)
+            else f"{newton.rebuilds} Gram matrices, {newton.updated_columns} column updates")
+    message = f"{_STOP_MESSAGES[stop]} after {iterations} Newton steps ({steepest} steepest-descent fallbacks); {work}"
     return _Newton(z, lam, stop, iterations, matvecs + round(newton.matvecs), steepest, message)
 
 
