@@ -67,6 +67,8 @@ def problem_options(function):
         click.option("--alpha", type=float, default=1e-3, show_default=True, help="factor-level initial scale (product starts at alpha^N)"),
         click.option("--problem", "problem_file", type=click.Path(exists=True, dir_okay=False), default=None,
                      help="load A, y (and x_true) from an .npz file instead of generating"),
+        click.option("--operator", type=click.Choice(["gaussian", "dct"]), default="gaussian", show_default=True,
+                     help="dense Gaussian A, or a matrix-free seeded random row subset of the orthonormal DCT-II"),
         *OUTPUT_OPTIONS,
     ]
     return _apply_options(function, options)
@@ -112,12 +114,16 @@ def run() -> None:
 @click.option("--weight-norm", is_flag=True, help="weight-normalised model w = r v/||v|| (SPEC B); ignores --alpha")
 @click.option("--eta-r", type=float, default=0.01, show_default=True, help="rate of the radius r (with --weight-norm)")
 @click.option("--r0", type=float, default=1.0, show_default=True, help="initial radius r(0) (with --weight-norm)")
-def run_sparse(n, m, s, signed, noise, seed, depth, alpha, problem_file, as_json, debug, method, step, batch, tol, max_evals,
-               weight_norm, eta_r, r0):
+def run_sparse(n, m, s, signed, noise, seed, depth, alpha, problem_file, operator, as_json, debug, method, step, batch, tol,
+               max_evals, weight_norm, eta_r, r0):
     """Sparse recovery with a depth-N Hadamard factorization (SPEC A), or weight-normalised (SPEC B)."""
     from .experiments.sparse import SparseTrial, sparse_trial
     from .problems import load_problem
 
+    if operator != "gaussian":
+        settings = {"n": n, "m": m, "s": s, "signed": signed, "noise": noise, "seed": seed}
+        _run_operator(operator, settings, depth, alpha, problem_file, as_json, debug, method, tol, max_evals, weight_norm)
+        return
     if weight_norm:
         _run_weight_norm(n, m, s, signed, noise, seed, depth, problem_file, as_json, debug, method, step, batch, tol,
                          max_evals, eta_r, r0)
@@ -134,6 +140,18 @@ def run_sparse(n, m, s, signed, noise, seed, depth, alpha, problem_file, as_json
     if not as_json:
         record["x"] = None
     _print_record(record, as_json, TABLE_KEYS)
+
+
+def _run_operator(operator, settings, depth, alpha, problem_file, as_json, debug, method, tol, max_evals, weight_norm):
+    """``run sparse --operator dct``: the matrix-free oracle and flow (:mod:`implicit_bias.sensing_trial`)."""
+    from .sensing_trial import operator_record
+
+    try:
+        record = operator_record(operator, settings, depth=depth, alpha=alpha, method=method, tol=tol,
+                                 max_evals=max_evals, problem_file=problem_file, weight_norm=weight_norm)
+    except ImplicitBiasError as exc:
+        _fail(str(exc), debug)
+    _print_record(record if as_json else {**record, "x": None}, as_json, TABLE_KEYS)
 
 
 MATRIX_METHOD_CHOICE = click.Choice(["flow", "gd", "sgd", "product"])
@@ -223,7 +241,7 @@ def _run_weight_norm(n, m, s, signed, noise, seed, depth, problem_file, as_json,
 @click.option("--kkt-tol", type=float, default=1e-8, show_default=True,
               help="... and the relative KKT residual (SPEC A.3 (i)) <= kkt-tol")
 @click.option("--max-iter", type=int, default=500, show_default=True, help="Newton step budget")
-def predict(n, m, s, signed, noise, seed, depth, alpha, problem_file, as_json, debug, tol, kkt_tol, max_iter):
+def predict(n, m, s, signed, noise, seed, depth, alpha, problem_file, operator, as_json, debug, tol, kkt_tol, max_iter):
     """The exact gradient-flow limit (Bregman projection, SPEC A.1/A.4) without simulating.
 
     The status is converged only when both tolerances held; the record carries the achieved values.
@@ -232,10 +250,14 @@ def predict(n, m, s, signed, noise, seed, depth, alpha, problem_file, as_json, d
 
     from .limits import predict_limit
     from .models import Hadamard, Init
-    from .problems import gaussian_sparse, load_problem
+    from .problems import load_problem
+    from .sensing import sparse_problem
 
     try:
-        problem = load_problem(problem_file) if problem_file else gaussian_sparse(n, m, s, signed=signed, noise=noise, seed=seed)
+        if problem_file and operator != "gaussian":
+            raise InvalidParameterError(f"--operator {operator} generates its problem; drop --problem or --operator.")
+        problem = load_problem(problem_file) if problem_file else sparse_problem(operator, n, m, s, signed=signed,
+                                                                                 noise=noise, seed=seed)
         limit = predict_limit(problem, Hadamard(depth, signed), Init.uniform(alpha), tol=tol, kkt_tol=kkt_tol,
                               max_iter=max_iter)
     except ImplicitBiasError as exc:

@@ -40,7 +40,7 @@ def range_residual(B, mirror: MirrorMap, z: np.ndarray, z0: np.ndarray, witness:
     Recomputed from ``z`` alone. Coordinates whose ``z`` underflowed to 0 or to a subnormal number
     (``∇F`` is -inf or has lost its digits) are left out: the projection is onto the range of
     ``B^T`` restricted to the others. Small problems solve the normal equations with the Gram
-    matrix. Above ``_GRAM_FLOPS`` the least-squares problem ``min_c ||v - B^T c||`` is solved by
+    matrix. Above ``_GRAM_FLOPS``, and for an operator ``A``, the least-squares problem ``min_c ||v - B^T c||`` is solved by
     CGLS started from ``witness`` (the solver's ``-λ``, for which ``v = -B^T λ`` in exact
     arithmetic); the value returned is the explicitly recomputed ``||v - B^T c||`` of the best
     ``c`` found, an upper bound of the projection residual, never an estimate below it.
@@ -53,10 +53,12 @@ def range_residual(B, mirror: MirrorMap, z: np.ndarray, z0: np.ndarray, witness:
     norm = np.linalg.norm(v)
     if norm == 0:
         return 0.0
-    if float(B.m) ** 2 * B.width <= _GRAM_FLOPS or witness is None:
+    free = not isinstance(B.A, np.ndarray)  # an operator A (implicit_bias.sensing): no Gram matrix
+    if not free and (float(B.m) ** 2 * B.width <= _GRAM_FLOPS or witness is None):
         coef = solve_psd(B.weighted_gram(keep), B.matvec(v))  # normal equations of min ||v - B_K^T c||
         return float(np.linalg.norm((v - B.rmatvec(coef)) * keep) / norm)
-    return _cgls_range_residual(B, v, keep, np.asarray(witness, dtype=np.float64)) / norm
+    start = np.zeros(B.m) if witness is None else np.asarray(witness, dtype=np.float64)
+    return _cgls_range_residual(B, v, keep, start, max_iter=200 if witness is None else 40) / norm
 
 
 def _cgls_range_residual(B, v: np.ndarray, keep: np.ndarray, coef: np.ndarray, max_iter: int = 40) -> float:

@@ -5,7 +5,9 @@ smooth convex ``m``-dimensional problem ``min_λ D(λ) = F*(φ0 - B^T λ) + ⟨y
 :mod:`implicit_bias.mirror`); the primal solution is ``z = (∇F)^{-1}(φ0 - B^T λ*)``.
 It is solved by damped Newton on ``D``: the Hessian is ``B H(z)^{-1} B^T = A diag(w) A^T`` with
 per-column weights ``w = N z^(2-2/N)`` (summed over the two halves of ``z`` for the signed model,
-SPEC A.4), solved by :class:`~implicit_bias.dual_linalg.NewtonMatrix`. Each step changes ``log z``
+SPEC A.4), solved by :class:`~implicit_bias.dual_linalg.NewtonMatrix` for a dense ``A`` and, for an
+operator ``A`` (a ``scipy.sparse`` matrix or the DCT of :mod:`implicit_bias.sensing`), matrix-free by
+the projected conjugate gradients of :class:`~implicit_bias.krylov.KrylovNewton` (no ``m x m`` matrix). Each step changes ``log z``
 by at most a trust radius (the flow escapes from ``alpha^N`` over many orders of magnitude), and
 Armijo backtracking on ``D`` guards descent. The mirror state ``φ`` is updated per coordinate,
 never recomputed as ``φ0 - B^T λ``, so that coordinates far from ``φ0`` keep their relative precision.
@@ -29,9 +31,11 @@ from ._blas import pinned_blas
 from ._validation import check_count, is_real, require
 from .dual_linalg import NewtonMatrix, range_residual
 from .errors import InfeasibleProblemError, SolverError
+from .krylov import GramPCG, KrylovNewton
 from .mirror import MirrorMap
 from .models import Hadamard, Init
 from .problems import SparseRecovery
+from .sensing import is_matrix_free
 from .status import Status
 
 # Default tolerances, from the values the oracle reaches when it polishes to _POLISH or stalls
@@ -146,9 +150,15 @@ def _status(residual: float, kkt: float, tol: float, kkt_tol: float, stop: str) 
 
 
 def _project_affine(B, y: np.ndarray, z0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``z0 + B^+ (y - B z0)``: the limit of the linear model (SPEC E.1)."""
-    dense = B.dense()
-    lam, *_ = np.linalg.lstsq(dense @ dense.T, y - B.matvec(z0), rcond=None)
+    """``z0 + B^+ (y - B z0)``: the limit of the linear model (SPEC E.1); for an operator ``A`` by
+    conjugate gradients on ``B B^T λ = y - B z0`` to a relative residual of 1e-13."""
+    if is_matrix_free(B.A):
+        pcg = GramPCG(B.A, max_columns=0)
+        pcg.prepare(np.full(B.n, 2.0 if B.signed else 1.0))  # B B^T = A diag(1 or 2) A^T
+        lam = pcg.solve(y - B.matvec(z0), 1e-13, max_iter=10 * B.m)[0]
+    else:
+        dense = B.dense()
+        lam, *_ = np.linalg.lstsq(dense @ dense.T, y - B.matvec(z0), rcond=None)
     z = z0 + B.rmatvec(lam)
     if np.linalg.norm(B.matvec(z) - y) > 1e-8 * np.linalg.norm(y):
         raise InfeasibleProblemError(
@@ -171,7 +181,7 @@ def _dual_newton(B, y: np.ndarray, z0: np.ndarray, depth: int, tol: float, max_i
     target, stall_level = min(tol, _POLISH) * ynorm, max(tol, _STALL_LEVEL) * ynorm
     phi, z, lam = mirror.phi(z0), z0.copy(), np.zeros(B.m)
     r = B.matvec(z) - y
-    newton = NewtonMatrix(B.A)
+    newton = KrylovNewton(B.A) if is_matrix_free(B.A) else NewtonMatrix(B.A)
     history: list[float] = []
     matvecs, steepest = 1, 0
     while True:
@@ -197,8 +207,9 @@ def _dual_newton(B, y: np.ndarray, z0: np.ndarray, depth: int, tol: float, max_i
     if stop not in ("target", "stall"):
         _raise_if_no_nonnegative_solution(B, y)
     iterations = len(history)
-    message = (f"{_STOP_MESSAGES[stop]} after {iterations} Newton steps ({steepest} steepest-descent fallbacks); "
-               f"{newton.rebuilds} Gram matrices, {newton.updated_columns} column updates")
+    work = (f"{newton.pcg.iterations} CG iterations (matrix-free)" if isinstance(newton, KrylovNewton)
+            else f"{newton.rebuilds} Gram matrices, {newton.updated_columns} column updates")
+    message = f"{_STOP_MESSAGES[stop]} after {iterations} Newton steps ({steepest} steepest-descent fallbacks); {work}"
     return _Newton(z, lam, stop, iterations, matvecs + round(newton.matvecs), steepest, message)
 
 
@@ -274,9 +285,17 @@ def _line_search(B, y, mirror: MirrorMap, phi, z, d, Atd, slope: float, rnorm: f
 
 
 def _raise_if_no_nonnegative_solution(B, y) -> None:
+    """:class:`InfeasibleProblemError` when HiGHS finds no ``z >= 0`` with ``Bz = y`` (dense or sparse ``A``;
+    a DCT operator is not checked: its LP is as large as the problem)."""
+    import scipy.sparse
     from scipy.optimize import linprog
 
-    dense = B.dense()
+    if scipy.sparse.issparse(B.A):
+        dense = scipy.sparse.hstack([B.A, -B.A]).tocsr() if B.signed else B.A
+    elif is_matrix_free(B.A):
+        return
+    else:
+        dense = B.dense()
     result = linprog(np.zeros(dense.shape[1]), A_eq=dense, b_eq=y, bounds=(0, None), method="highs")
     if result.status == 2:
         hint = " Use the signed model (--signed)." if not B.signed else ""

@@ -28,7 +28,10 @@ from .errors import InvalidParameterError, InvalidProblemError
 class SparseRecovery:
     """The problem ``A x = y`` (SPEC 0.1) with an optional ground truth ``x_true``.
 
-    The loss is ``L(x) = 0.5 ||A x - y||^2`` with gradient ``A^T (A x - y)``.
+    ``A`` is a dense array, a ``scipy.sparse`` matrix (kept sparse, as CSR) or a matrix-free
+    :class:`~implicit_bias.sensing.DCTSensing`; the oracle and the mirror-space flow run matrix-free
+    on the last two (:mod:`implicit_bias.sensing`). The loss is ``L(x) = 0.5 ||A x - y||^2`` with
+    gradient ``A^T (A x - y)``.
     """
 
     A: np.ndarray
@@ -37,7 +40,10 @@ class SparseRecovery:
     name: str = field(default="sparse")
 
     def __post_init__(self) -> None:
-        A = as_finite_array(self.A, "A", 2)
+        from .sensing import as_measurement
+
+        A = as_measurement(self.A)
+        A = as_finite_array(self.A, "A", 2) if A is None else A
         y = as_finite_array(self.y, "y", 1)
         if A.shape[0] != y.shape[0]:
             raise InvalidProblemError(
@@ -86,8 +92,10 @@ class SparseRecovery:
         return float(np.linalg.norm(x - self.x_true) / (norm if norm > 0 else 1.0))
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write ``A``, ``y`` (and ``x_true``) to an ``.npz`` file readable by :func:`load_problem`."""
-        arrays = {"A": self.A, "y": self.y}
+        """Write ``A``, ``y`` (and ``x_true``) to an ``.npz`` file readable by :func:`load_problem` (dense ``A`` only)."""
+        from .sensing import require_dense
+
+        arrays = {"A": require_dense(self.A, "saving a problem", "Save its generator's settings instead (dct_sparse(n, m, s, seed))."), "y": self.y}
         if self.x_true is not None:
             arrays["x_true"] = self.x_true
         np.savez(path, **arrays)
@@ -169,9 +177,10 @@ def _noisy(y: np.ndarray, noise: float, draw: np.ndarray) -> np.ndarray:
     return noisy
 
 
-def check_sparse_settings(n, m, s, *, signed=False, noise=0.0) -> tuple[int, int, int]:
-    """``(n, m, s)`` as ints if :func:`gaussian_sparse` can build the problem (cheap: no allocation),
-    else :class:`InvalidProblemError`; sweeps call it to refuse a bad spec before any trial runs."""
+def check_sparse_settings(n, m, s, *, signed=False, noise=0.0, dense=True) -> tuple[int, int, int]:
+    """``(n, m, s)`` as ints if :func:`gaussian_sparse` (``dense``) or :func:`dct_sparse` can build the
+    problem (cheap: no allocation), else :class:`InvalidProblemError`; sweeps call it to refuse a bad
+    spec before any trial runs."""
     for name, value in (("n", n), ("m", m), ("s", s)):
         try:
             check_count(value, name)
@@ -186,7 +195,8 @@ def check_sparse_settings(n, m, s, *, signed=False, noise=0.0) -> tuple[int, int
         raise InvalidProblemError(f"noise must be a finite number >= 0; got {noise!r}.")
     if not isinstance(signed, (bool, np.bool_)):
         raise InvalidProblemError(f"signed must be True or False; got {signed!r}.")
-    check_dense_size(m * n, f"an m x n = {m} x {n} Gaussian matrix", "use smaller n and m")
+    if dense:
+        check_dense_size(m * n, f"an m x n = {m} x {n} Gaussian matrix", "use smaller n and m, or the DCT operator")
     return n, m, s
 
 

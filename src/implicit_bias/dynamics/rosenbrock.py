@@ -33,6 +33,12 @@ Design choices (measured against scipy's BDF on λ, module ``flow``):
 - Saved times are hit by steps, never by interpolation (the policy of
   :mod:`implicit_bias.dynamics.driver`): every saved state is an error-controlled node.
 
+Matrix-free (``A`` an operator of :mod:`implicit_bias.sensing`): the stage systems are solved by
+the projected CG of :class:`~implicit_bias.krylov.GramPCG` to the relative residual
+``CG_TOL * rtol`` (1e-9 at the default rtol), three orders below the local error the controller
+admits; there is no rotated exact block, so a step that would need one (N >= 3 from a tiny init,
+on the plateaus between escapes) ends the run ``failed`` with a message saying so.
+
 :class:`RodasMirrorFlow` is a stepper of :func:`implicit_bias.dynamics.driver.drive`.
 """
 
@@ -44,8 +50,11 @@ import numpy as np
 import scipy.linalg
 from scipy.linalg.blas import dsyrk
 
+from ..krylov import GramPCG
 from ..mirror import MirrorMap
+from ..sensing import is_matrix_free
 from .driver import StepFailure
+
 
 @dataclass(frozen=True)
 class Tableau:
@@ -104,6 +113,10 @@ GRAM_DROP = 1e-3
 # Rounding noise in a coordinate's increment tolerated before it joins the exact block S.
 NOISE = 1e-2
 EPS = np.finfo(np.float64).eps
+# Matrix-free stages (operator A): relative residual of each stage solve, CG_TOL * rtol (at most 1e-8), so
+# that the solves' error stays three orders below the local error the controller admits.
+CG_TOL = 1e-3
+CG_MAX_ITER = 2000
 
 
 def tab_final(tab: Tableau, ks: list) -> np.ndarray:
@@ -192,6 +205,21 @@ class RotatedOperator:
         return dsyrk(1.0, C, lower=1)
 
 
+class FreeOperator:
+    """:class:`RotatedOperator`'s interface (never rotated) for an operator ``A`` (:mod:`implicit_bias.sensing`):
+    its stage systems ``(I/(hγ) + H) k = rhs`` are solved by :class:`~implicit_bias.krylov.GramPCG`."""
+
+    def __init__(self, A, y: np.ndarray, signed: bool):
+        from ..sensing import column_norms
+
+        self.A, self.y, self.signed = A, y, signed
+        self.m, self.n = A.shape
+        self.col_norm2 = column_norms(A)
+        self.exact = np.zeros(0, dtype=int)
+
+    matvec, rmatvec, base = RotatedOperator.matvec, RotatedOperator.rmatvec, RotatedOperator.base
+
+
 class RodasMirrorFlow:
     """Rosenbrock stepper (default :data:`RODAS5P`) for the mirror flow, driven by :func:`~.driver.drive`.
 
@@ -203,7 +231,10 @@ class RodasMirrorFlow:
         self.A, self.y0, self.signed = B.A, y, B.signed
         self.depth, self.rtol = depth, rtol
         self.mirror = MirrorMap(depth)
-        self.op = RotatedOperator(self.A, y, self.signed)
+        self.free = is_matrix_free(self.A)
+        self.op = FreeOperator(self.A, y, self.signed) if self.free else RotatedOperator(self.A, y, self.signed)
+        self.pcg = GramPCG(self.A) if self.free else None
+        self.cg_tol = min(CG_TOL * rtol, 1e-8)
         self.z = np.array(z0, dtype=np.float64)
         with np.errstate(divide="ignore", over="ignore"):  # z0 = 0 (underflow) maps outside the domain
             self.phi = self.mirror.phi(self.z)
@@ -283,6 +314,11 @@ class RodasMirrorFlow:
         if needed.size == 0 or np.all(np.isin(needed, self.op.exact)):
             return
         # rebuild with a margin of 100 in h, at most m columns, the noisiest first
+        if self.free:
+            raise StepFailure(
+                f"at t={self.t:.3g} the increments b_i^T Δλ would carry rounding above {NOISE:g} rtol in log z; the "
+                "matrix-free flow has no exact rotated block: use a dense A, a larger init or a looser rtol"
+            )
         wanted = np.flatnonzero(noise * drift * 100.0 > NOISE * self.rtol)
         wanted = wanted[np.argsort(-noise[wanted])][: self.op.m]
         self.op = RotatedOperator(self.A, self.y0, self.signed, np.sort(wanted))
@@ -302,6 +338,10 @@ class RodasMirrorFlow:
         return phi, z, self.op.matvec(z) - self.op.y
 
     def _factor(self, h: float):
+        if self.free:
+            self.pcg.prepare(self.op.base(self.mirror.dz_dphi(self.z)), 1.0 / (h * self.tableau.gamma))
+            self.factorizations += 1
+            return None
         if self._gram is None or self._gram[1] < h:
             self._gram = (self.op.gram(self.mirror.dz_dphi(self.z), h * self.tableau.gamma / self.rtol), h)
             self.matvecs += self.op.m
@@ -315,8 +355,14 @@ class RodasMirrorFlow:
             values, vectors = scipy.linalg.eigh(self._gram[0], lower=True, check_finite=False)
             return vectors, np.maximum(values, 0.0) + 1.0 / (h * self.tableau.gamma)
 
-    @staticmethod
-    def _solve(factor, rhs: np.ndarray) -> np.ndarray:
+    def _solve(self, factor, rhs: np.ndarray) -> np.ndarray:
+        if self.free:
+            products = self.pcg.products
+            k, _, converged = self.pcg.solve(rhs, self.cg_tol, max_iter=CG_MAX_ITER)
+            self.matvecs += self.pcg.products - products
+            if not converged:
+                raise np.linalg.LinAlgError(f"conjugate gradients did not reach {self.cg_tol:.0e} in {CG_MAX_ITER} iterations")
+            return k
         if isinstance(factor[1], np.ndarray):  # (eigenvectors, shifted eigenvalues)
             vectors, shifted = factor
             return vectors @ ((vectors.T @ rhs) / shifted)

@@ -17,6 +17,7 @@ from ..errors import InvalidParameterError, UnsupportedError
 from ..mirror import MirrorMap
 from ..models import Hadamard, Init
 from ..problems import SparseRecovery
+from ..sensing import is_matrix_free
 from .base import SGD, GradientDescent, GradientFlow, MirrorDescent, Path, Result, Stop
 from .descent import DescentPlan, descend, descent_plan, mirror_descend
 from .driver import Outcome, drive
@@ -41,6 +42,7 @@ def simulate_hadamard(problem: SparseRecovery, model: Hadamard, dynamics, *, ini
             f"dynamics must be GradientFlow, GradientDescent, SGD or MirrorDescent; got {type(dynamics).__name__}."
         )
     factors0 = model.initial_factors(init, problem.n)
+    _check_matrix_free(problem, model, dynamics, factors0)
     clock = stopwatch()
     if isinstance(dynamics, GradientFlow):
         outcome, factors, method = _flow(problem, model, dynamics, factors0, stop=stop, save_at=save_at, clock=clock)
@@ -54,6 +56,19 @@ def simulate_hadamard(problem: SparseRecovery, model: Hadamard, dynamics, *, ini
         drift=invariant_drift(model, factors0, outcome.state), plan=plan,
         suggest=lambda: default_step(problem, model, init, batch=plan.batch),
     )
+
+
+def _check_matrix_free(problem, model: Hadamard, dynamics, factors0) -> None:
+    """An operator ``A`` (:mod:`implicit_bias.sensing`) runs only the mirror-space flow (matrix-free
+    Rosenbrock stages); everything else here needs a dense ``A``."""
+    if not is_matrix_free(problem.A):
+        return
+    if not (isinstance(dynamics, GradientFlow) and dynamics.space in ("auto", "mirror") and model.identical(factors0)):
+        raise UnsupportedError(
+            f"with a matrix-free A ({type(problem.A).__name__}) simulate runs only GradientFlow of identical factors "
+            "(mirror space); for GD, SGD, mirror descent or factor-space flows pass a dense A "
+            "(problem.A.toarray()), or use predict_limit for the limit."
+        )
 
 
 def _flow(problem, model: Hadamard, dynamics: GradientFlow, factors0, *, stop, save_at, clock):
@@ -98,7 +113,8 @@ def sparse_path(problem: SparseRecovery, model, saved) -> Path | None:
     if not saved:
         return None
     xs = np.array([model.x_from_z(z) for _, z in saved])
-    residual = np.linalg.norm(xs @ problem.A.T - problem.y, axis=1) / np.linalg.norm(problem.y)
+    Axs = (problem.A @ xs.T).T if is_matrix_free(problem.A) else xs @ problem.A.T
+    residual = np.linalg.norm(Axs - problem.y, axis=1) / np.linalg.norm(problem.y)
     return Path(t=np.array([t for t, _ in saved]), x=xs, residual=residual)
 
 
