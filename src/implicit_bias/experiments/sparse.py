@@ -52,19 +52,20 @@ class SparseTrial:
         return gaussian_sparse(self.n, self.m, self.s, signed=self.signed, noise=self.noise, seed=self.seed)
 
 
-def sparse_trial(trial: SparseTrial, problem: SparseRecovery | None = None) -> dict:
+def sparse_trial(trial: SparseTrial, problem: SparseRecovery | None = None, predicted=None) -> dict:
     """Run ``trial`` and compare its end point with the theory (:func:`compare`).
 
     Distances are relative l2 distances. ``l1_min`` is ``Q_+`` (positive model) or ``Q``
     (signed), by the HiGHS LP; the bound is (A.15) with (A.19) for the signed model, and
-    ``None`` when the theorem does not apply (depth 1, or ``beta_1 >= Q``).
+    ``None`` when the theorem does not apply (depth 1, or ``beta_1 >= Q``). ``predicted``: the
+    oracle's :class:`~implicit_bias.limits.Limit` when already computed (:func:`sparse_trials`).
     """
     problem = problem if problem is not None else trial.problem()
     model = Hadamard(trial.depth, trial.signed)
     init = Init.uniform(trial.alpha)
     # References first: an infeasible positive problem fails here, before any simulation.
     x_l1 = min_l1(problem.A, problem.y, nonneg=not trial.signed)
-    predicted = predict_limit(problem, model, init)
+    predicted = predicted if predicted is not None else predict_limit(problem, model, init)
     started = time.perf_counter()
     if trial.method == "limit":
         x, status, message = predicted.x, predicted.status, predicted.message
@@ -100,6 +101,34 @@ def sparse_trial(trial: SparseTrial, problem: SparseRecovery | None = None) -> d
         "wall_s": wall,
         "x": [float(v) for v in x],
     }
+
+
+def sparse_batch_key(trial: SparseTrial) -> tuple | None:
+    """Oracle-only trials (``method = "limit"``) of one shape, sign and depth run together."""
+    if trial.method != "limit":
+        return None
+    return ("limit", trial.n, trial.m, trial.signed, trial.depth)
+
+
+def sparse_trials(trials: list[SparseTrial], backend: str = "numpy") -> list:
+    """:func:`sparse_trial` for trials of one :func:`sparse_batch_key`: their limits by the batched
+    oracle (:func:`implicit_bias.limits_batched.predict_limits`), the rest (the HiGHS l1 LP, the
+    comparison) per trial. One record per trial, or the exception that trial raised."""
+    from ..limits_batched import predict_limits
+
+    first = trials[0]
+    if any(sparse_batch_key(t) != sparse_batch_key(first) or sparse_batch_key(t) is None for t in trials):
+        raise ValueError("sparse_trials needs oracle trials of one shape, sign and depth (sparse_batch_key)")
+    problems = [t.problem() for t in trials]
+    limits = predict_limits(problems, Hadamard(first.depth, first.signed), [Init.uniform(t.alpha) for t in trials],
+                            backend=backend)
+    out = []
+    for trial, problem, limit in zip(trials, problems, limits):
+        try:
+            out.append(sparse_trial(trial, problem, predicted=limit))
+        except Exception as exc:  # this trial's failure (e.g. an infeasible l1 LP), not the batch's
+            out.append(exc)
+    return out
 
 
 def compare(problem: SparseRecovery, x, status: str, *, model: Hadamard, init: Init, x_l1, predicted) -> dict:
