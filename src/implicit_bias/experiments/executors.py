@@ -70,7 +70,8 @@ def execute_trial(experiment: str, params: dict) -> dict:
 def execute_batch(experiment: str, params_list: list[dict], backend: str = "numpy") -> list[dict]:
     """Run compatible trials together (:attr:`Experiment.run_batch`); never raises.
 
-    One outcome per trial, as :func:`execute_trial` gives it: a trial the batch reports as failed
+    One outcome per trial, as :func:`execute_trial` gives it (a trial's numbers do not depend on
+    the other trials of its batch: the stacked products are computed trial by trial): a trial the batch reports as failed
     gets its own failure record; if the batch itself raises, every trial is rerun on its own, so
     one bad trial never costs the others. ``wall_s`` is the batch's wall time shared equally.
     """
@@ -78,8 +79,6 @@ def execute_batch(experiment: str, params_list: list[dict], backend: str = "nump
 
     from .registry import get_experiment
 
-    if len(params_list) == 1:
-        return [execute_trial(experiment, params_list[0])]
     started = time.perf_counter()
     try:
         with threadpool_limits(limits=1):
