@@ -38,7 +38,11 @@ _DAMPING = 1e-16  # ν = _DAMPING max(w), the Levenberg-Marquardt damping of lim
 _FORCING = 1e-3  # relative residual of each Newton direction (as in limits)
 _MAX_CG = 50  # CG iterations per direction before the trial's preconditioner is refreshed
 _BAND = 2.0  # weights within this factor of the factorised ones are left to CG
-_STALE = 0.0  # share of m: a trial whose moved columns exceed it gets a fresh preconditioner (measured best at n = 200)
+_STALE = 0.0  # share of m: more moved columns than this refresh a trial's preconditioner (0: any; measured best at n = 200)
+# A trial still running after this many Newton steps goes to predict_limit: the few slow trials of
+# a batch (79-196 steps where most take 12-30 at n = 200, m = 100) would otherwise keep it alive
+# for one or two trials, each step paying the batch's fixed costs.
+_HAND_OFF = 40
 _GRAM_FLOPS = 2e9  # above m^2 n flops the KKT check is the reference's (CGLS)
 
 
@@ -60,22 +64,28 @@ def _hess_apply(xp, A, w, d):
     return _matvec(xp, A, w * _rmatvec(xp, A, d))
 
 
-def _solve_triangular(xp):
-    if xp is np:
-        return functools.partial(scipy.linalg.solve_triangular, check_finite=False)
+def _precondition(xp, Linv, r):
+    """``(L L^T)^{-1} r = L^{-T} L^{-1} r`` from the stacked inverse factors ``L^{-1}``."""
+    return xp.matmul(xp.matmul(Linv, r[..., None])[..., 0][:, None, :], Linv)[:, 0, :]
+
+
+def _cholesky_inverse(xp, H):
+    """Stacked ``L^{-1}`` with ``L L^T = H`` (NaN where a factorisation failed: JAX does not raise)."""
     import jax.scipy.linalg
 
-    return jax.scipy.linalg.solve_triangular
+    L = xp.linalg.cholesky(H)
+    return jax.scipy.linalg.solve_triangular(L, xp.broadcast_to(xp.eye(H.shape[-1]), H.shape), lower=True)
 
 
-def _precondition(xp, L, r):
-    """``(L L^T)^{-1} r`` for stacked lower factors ``L``."""
-    solve = _solve_triangular(xp)
-    return solve(L, solve(L, r[..., None], lower=True), lower=True, trans=1)[..., 0]
-
-
-def _cholesky(xp, H):
-    return xp.linalg.cholesky(H)
+def _numpy_gram(A: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``A_k diag(w_k) A_k^T`` trial by trial by a symmetric rank-k update (half a product's flops)."""
+    out = np.empty((A.shape[0], A.shape[1], A.shape[1]))
+    scaled = np.empty(A.shape[1:])
+    for k in range(A.shape[0]):
+        np.multiply(A[k], np.sqrt(w[k]), out=scaled)
+        lower = scipy.linalg.blas.dsyrk(1.0, scaled.T, trans=1, lower=1)  # scaled.T is Fortran-ordered: no copy
+        out[k] = np.tril(lower) + np.tril(lower, -1).T
+    return out
 
 
 # ----------------------------------------------------------------------------- the batched solve
@@ -93,7 +103,7 @@ class _Batch:
     z: np.ndarray
     lam: np.ndarray
     r: np.ndarray
-    L: np.ndarray  # K x m x m: Cholesky factors of the preconditioners
+    L: np.ndarray  # K x m x m: inverse Cholesky factors L^{-1} of the preconditioners
     q: np.ndarray  # K x n: the weights they were formed with (NaN: none yet)
     matvecs: np.ndarray
 
@@ -123,8 +133,8 @@ class _Kernels:
         self.bk, self.A = bk, A
         self.A_dev = bk.asarray(A)
         self.matvec, self.rmatvec = bk.kernel(_matvec), bk.kernel(_rmatvec)
-        self.gram, self.hess, self.precond = bk.kernel(_gram), bk.kernel(_hess_apply), bk.kernel(_precondition)
-        self.cholesky = bk.kernel(_cholesky)
+        self.gram_kernel, self.hess, self.precond = bk.kernel(_gram), bk.kernel(_hess_apply), bk.kernel(_precondition)
+        self.cholinv = None if bk.name == "numpy" else bk.kernel(_cholesky_inverse)
         self._cached = (None, None)
 
     def _rows_of_A(self, rows: np.ndarray):
@@ -148,22 +158,35 @@ class _Kernels:
         out = kernel(self._rows_of_A(rows), *args) if with_A else kernel(*args)
         return self.bk.to_numpy(out)[:size]
 
+    def gram(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+        if self.bk.name == "numpy":
+            return _numpy_gram(self._rows_of_A(rows), w)
+        return self.run(self.gram_kernel, rows, w)
+
     def factorise(self, H: np.ndarray) -> np.ndarray:
-        """Stacked Cholesky factors; a trial whose plain factorisation fails gets limits' damped one."""
-        try:
-            L = self.run(self.cholesky, np.arange(H.shape[0]), H, with_A=False)
-            bad = np.flatnonzero(~np.all(np.isfinite(L), axis=(1, 2)))  # JAX answers NaN
-        except np.linalg.LinAlgError:  # numpy raises: each trial on its own
-            L, bad = np.empty_like(H), np.arange(H.shape[0])
+        """Stacked ``L^{-1}``; a trial whose plain factorisation fails gets limits' damped one."""
+        if self.bk.name == "numpy":
+            try:
+                L = np.linalg.cholesky(H)
+                bad = np.zeros(0, dtype=int)
+            except np.linalg.LinAlgError:  # some trial failed: each on its own
+                L, bad = np.empty_like(H), np.arange(H.shape[0])
+            Linv = np.empty_like(H)
+            for k in range(H.shape[0]):
+                if k not in bad:
+                    Linv[k] = scipy.linalg.lapack.dtrtri(L[k], lower=1)[0]
+        else:
+            Linv = self.run(self.cholinv, np.arange(H.shape[0]), H, with_A=False)
+            bad = np.flatnonzero(~np.all(np.isfinite(Linv), axis=(1, 2)))
         for k in bad:
             factor, _ = damped_cholesky(H[k])
-            L[k] = np.nan if factor is None else np.tril(factor)
-        return L
+            Linv[k] = np.nan if factor is None else scipy.linalg.lapack.dtrtri(np.tril(factor), lower=1)[0]
+        return Linv
 
 
 def _refresh(batch: _Batch, K: _Kernels, rows: np.ndarray, wp: np.ndarray) -> None:
     """A fresh preconditioner ``A diag(wp) A^T`` for the trials ``rows``."""
-    H = K.run(K.gram, rows, wp)
+    H = K.gram(rows, wp)
     batch.L[rows] = K.factorise(H)
     batch.q[rows] = wp
     batch.matvecs[rows] += batch.A.shape[1] / 2
@@ -292,6 +315,8 @@ def _newton(batch: _Batch, K: _Kernels, tol: float, max_iter: int) -> tuple[list
         for k in range(count):
             if stops[k] is None:
                 stops[k] = _stop_test(float(rnorm[k]), history[k], target[k], stall[k], max_iter)
+                if stops[k] is None and len(history[k]) >= _HAND_OFF:
+                    stops[k] = "hand off"
                 if stops[k] is None:
                     history[k].append(float(rnorm[k]))
         rows = np.array([k for k in range(count) if stops[k] is None], dtype=int)
@@ -321,7 +346,7 @@ def _kkt(batch: _Batch, K: _Kernels) -> np.ndarray:
     keep = np.isfinite(v) & (np.abs(batch.z) >= np.finfo(float).tiny)
     v = np.where(keep, v, 0.0)
     everyone = np.arange(count)
-    G = K.run(K.gram, everyone, _fold(batch, keep.astype(float)))
+    G = K.gram(everyone, _fold(batch, keep.astype(float)))
     rhs = K.run(K.matvec, everyone, _x(batch, v))
     out = np.zeros(count)
     for k in range(count):
