@@ -61,15 +61,20 @@ def test_jax_kernels_equal_numpy(kernel, shapes):
         assert relative(reference, np.stack([(a * v) @ a.T for a, v in zip(A, w)])) <= 1e-14
 
 
-def test_jax_preconditioner_solves_the_factorised_system():
+def test_the_preconditioner_solves_the_factorised_system_on_both_backends():
     rng = np.random.default_rng(1)
     M = rng.standard_normal((3, 6, 6))
     H = M @ np.swapaxes(M, 1, 2) + np.eye(6)
-    L, r = np.linalg.cholesky(H), rng.standard_normal((3, 6))
+    Linv, r = np.linalg.inv(np.linalg.cholesky(H)), rng.standard_normal((3, 6))
     for name in ("numpy", "jax"):
         backend = get_backend(name, device="cpu" if name == "jax" else None)
-        x = backend.to_numpy(backend.kernel(_precondition)(backend.asarray(L), backend.asarray(r)))
-        assert relative(np.einsum("kij,kj->ki", H, x), r) <= TOL
+        x = backend.to_numpy(backend.kernel(_precondition)(backend.asarray(Linv), backend.asarray(r)))
+        assert relative(np.einsum("kij,kj->ki", H, x), r) <= TOL  # H well conditioned (eigenvalues >= 1)
+    jax_backend = get_backend("jax", device="cpu")
+    from implicit_bias.limits_batched import _cholesky_inverse
+
+    inverse = jax_backend.to_numpy(jax_backend.kernel(_cholesky_inverse)(jax_backend.asarray(H)))
+    assert relative(inverse, Linv) <= TOL
 
 
 @pytest.mark.parametrize("depth, signed", [(2, False), (3, True)])
