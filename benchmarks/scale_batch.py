@@ -61,13 +61,14 @@ def _row(label: str, spec: dict, backend: str, repeats: int) -> dict:
             "detail": f"trials/s, {trials} trials per sweep, best of {repeats}; baseline --batch-size 1 (numpy)"}
 
 
-def rows(quick: bool = False) -> list[dict]:
+def rows(quick: bool = False, backends: tuple = ("numpy", "jax")) -> list[dict]:
+    """``backends``: where the batched rows run (JAX uses the first device it lists: a GPU when present)."""
     repeats = 1 if quick else 3
     out = []
     for n, seeds in ((200, 8 if quick else 32), (1000, 2 if quick else 8)):
-        for backend in ("numpy", "jax"):
+        for backend in backends:
             out.append(_row(f"phase-diagram oracle trials n={n}", _phase_spec(n, seeds), backend, repeats))
-    out.append(_row("sparse trials (oracle + HiGHS l1 LP) n=200", _sparse_spec(200, 16 if quick else 64), "numpy",
+    out.append(_row("sparse trials (oracle + HiGHS l1 LP) n=200", _sparse_spec(200, 16 if quick else 64), backends[0],
                     repeats))
     return out
 

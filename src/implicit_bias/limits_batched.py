@@ -126,8 +126,9 @@ def _lifted(batch: _Batch, g: np.ndarray) -> np.ndarray:
 class _Kernels:
     """The backend's kernels, called on the rows ``rows`` of a batch (host arrays in and out).
 
-    On JAX the rows are padded to a power of two (repeating the last one), so that a batch whose
-    trials finish one by one compiles each kernel for a few shapes only."""
+    On JAX the rows are padded (repeating the last one) to a power of two on the CPU and to the
+    whole batch on a GPU, so that a batch whose trials finish one by one compiles each kernel for
+    a few shapes only (one on a GPU)."""
 
     def __init__(self, bk, A: np.ndarray):
         self.bk, self.A = bk, A
@@ -149,8 +150,9 @@ class _Kernels:
 
     def run(self, kernel, rows: np.ndarray, *args, with_A: bool = True) -> np.ndarray:
         size = rows.size
-        if self.bk.name != "numpy":
-            bucket = min(self.A.shape[0], 1 << max(size - 1, 0).bit_length())
+        if self.bk.name != "numpy":  # a GPU computes every row (one shape per kernel); a CPU a power of two
+            full = self.A.shape[0]
+            bucket = full if self.bk.platform != "cpu" else min(full, 1 << max(size - 1, 0).bit_length())
             pad = np.full(bucket - size, size - 1)
             rows = np.concatenate([rows, rows[pad]])
             args = tuple(np.concatenate([a, a[pad]]) for a in args)
