@@ -80,7 +80,7 @@ def test_batches_group_compatible_trials_and_keep_the_rest_alone():
     for group in groups:
         assert len(group) <= 2
         shapes = {(p["method"], p["delta"]) for _, _, p in group}
-        assert len(shapes) == 1 and (len(group) == 1 or group[0][2]["method"] == "limit")
+        assert len(shapes) == 1
     assert any(len(group) == 2 for group in groups)
 
 

@@ -88,19 +88,31 @@ def _record(trial: PhaseTrial, problem, x, status: str, extra: dict | None = Non
 
 
 def phase_batch_key(trial: PhaseTrial) -> tuple | None:
-    """Oracle trials of one shape, sign and depth run together (:func:`phase_trials`); the others alone."""
-    return ("limit", trial.n, trial.m, trial.signed, trial.depth) if trial.method == "limit" else None
+    """Trials of one method, shape, sign and depth run together (:func:`phase_trials`); flow trials alone."""
+    if trial.method == "flow":
+        return None
+    return (trial.method, trial.n, trial.m, trial.signed) + ((trial.depth,) if trial.method == "limit" else ())
 
 
 def phase_trials(trials: list[PhaseTrial], backend: str = "numpy") -> list:
-    """:func:`phase_trial` for trials of one :func:`phase_batch_key`, their limits by the batched
-    oracle (:func:`implicit_bias.limits_batched.predict_limits`); equal to one at a time to 1e-10."""
+    """:func:`phase_trial` for trials of one :func:`phase_batch_key`: oracle trials by the batched
+    oracle (:func:`implicit_bias.limits_batched.predict_limits`, equal to one at a time to 1e-10),
+    the l1 and l2 references trial by trial (the same computation as :func:`phase_trial`, without a
+    sweep's per-trial overhead). One record per trial, or the exception that trial raised."""
+    first = trials[0]
+    if any(phase_batch_key(t) != phase_batch_key(first) or phase_batch_key(t) is None for t in trials):
+        raise ValueError("phase_trials needs trials of one phase_batch_key (method, shape, sign, depth)")
+    if first.method != "limit":
+        out = []
+        for trial in trials:
+            try:
+                out.append(phase_trial(trial))
+            except Exception as exc:  # this trial's failure, not the batch's
+                out.append(exc)
+        return out
     from ..limits_batched import predict_limits
     from ..models import Hadamard, Init
 
-    first = trials[0]
-    if any(phase_batch_key(t) != phase_batch_key(first) or phase_batch_key(t) is None for t in trials):
-        raise ValueError("phase_trials needs oracle trials of one shape, sign and depth (phase_batch_key)")
     problems = [trial_problem(t) for t in trials]
     limits = predict_limits(problems, Hadamard(first.depth, first.signed), [Init.uniform(t.alpha) for t in trials],
                             backend=backend)
