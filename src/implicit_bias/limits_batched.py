@@ -37,12 +37,19 @@ from .mirror import MirrorMap
 _DAMPING = 1e-16  # ν = _DAMPING max(w), the Levenberg-Marquardt damping of limits' Newton matrix
 _FORCING = 1e-3  # relative residual of each Newton direction (as in limits)
 _MAX_CG = 50  # CG iterations per direction before the trial's preconditioner is refreshed
-_BAND = 2.0  # weights within this factor of the factorised ones are left to CG
+_BAND = 2.0
+_LIGHT = float(__import__("os").environ.get("IB_LIGHT", "0"))  # weights within this factor of the factorised ones are left to CG
 _STALE = 0.0  # share of m: more moved columns than this refresh a trial's preconditioner (0: any; measured best at n = 200)
 # A trial still running after this many Newton steps goes to predict_limit: the few slow trials of
 # a batch (79-196 steps where most take 12-30 at n = 200, m = 100) would otherwise keep it alive
 # for one or two trials, each step paying the batch's fixed costs.
 _HAND_OFF = 40
+# On a CPU the batch forms a fresh m x m Gram matrix per Newton step where predict_limit updates one
+# (rank-k, Woodbury, GMRES): batching pays only while m^2 n is small next to the Python overhead it
+# saves. Measured (one BLAS thread, under load): 1.8-9x faster for m^2 n <= 2.5e5, about even at
+# 5e5-1e6, 0.2-0.6x slower at m^2 n >= 2e6 (n = 200, m >= 100; n = 1000, m = 250). Larger problems
+# go one at a time on a CPU; a GPU batches every shape.
+_CPU_BATCH_GRAM = 1e6
 _GRAM_FLOPS = 2e9  # above m^2 n flops the KKT check is the reference's (CGLS)
 
 
@@ -403,7 +410,8 @@ def predict_limits(problems, model, init, *, tol: float = DEFAULT_TOL, kkt_tol: 
     ``init``: one :class:`~implicit_bias.models.Init` for all, or one per problem. Problems of the
     same shape ``(m, n)`` are solved together on ``backend`` (``"numpy"`` or ``"jax"``, or a
     :class:`~implicit_bias.backend.Backend`); depth 1 (a closed form) and trials the batched run
-    does not converge go to ``predict_limit`` one at a time. Returns one ``Limit`` per problem, in order.
+    does not converge go to ``predict_limit`` one at a time, and so do, on a CPU, shapes with
+    ``m^2 n > 1e6`` (where the batch measured slower). Returns one ``Limit`` per problem, in order.
     """
     problems = list(problems)
     inits = list(init) if isinstance(init, (list, tuple)) else [init] * len(problems)
@@ -420,7 +428,9 @@ def predict_limits(problems, model, init, *, tol: float = DEFAULT_TOL, kkt_tol: 
         groups: dict[tuple, list[int]] = {}
         for i, problem in enumerate(problems):
             groups.setdefault(problem.A.shape, []).append(i)
-        for index in groups.values():
+        for (m, n), index in groups.items():
+            if bk.platform == "cpu" and float(m) ** 2 * n > _CPU_BATCH_GRAM:
+                continue  # one at a time pays better on a CPU (see _CPU_BATCH_GRAM)
             z0 = np.stack([model.require_identical(inits[i], problems[i].n, "predict_limits")[0] ** model.depth
                            for i in index])
             for i, limit in zip(index, _solve_group([problems[i] for i in index], model, z0, tol, kkt_tol,
