@@ -113,8 +113,8 @@ def assert_same_rows(one: dict, other: dict) -> None:
 # a trial that fails at run time inside a batch (s = 17 > m = 16)
 PHASE = {"experiment": "phase", "seeds": 3, "fixed": {"n": 60, "alpha": 1e-4},
          "grid": {"method": ["limit", "l1"], "delta": [0.3, 0.5], "rho": [0.1, 0.3]}}
-SPARSE = {"experiment": "sparse", "seeds": [0, 1, 2], "fixed": {"n": 40, "m": 16, "s": 2, "method": "limit"},
-          "grid": {"depth": [2, 3]}, "cases": [{"alpha": 1e-2}, {"alpha": 1e-3, "s": 17}]}
+SPARSE = {"experiment": "sparse", "seeds": [0, 1, 2], "fixed": {"n": 40, "m": 16, "s": 2, "max_evals": 1500},
+          "grid": {"depth": [2, 3], "method": ["limit", "gd", "sgd"]}, "cases": [{"alpha": 1e-2}, {"alpha": 1e-3, "s": 17}]}
 
 
 def test_sweeps_batched_and_one_at_a_time_store_the_same_rows(tmp_path):
@@ -122,10 +122,10 @@ def test_sweeps_batched_and_one_at_a_time_store_the_same_rows(tmp_path):
         run_sweep(load_spec(spec), store_path=tmp_path / "one.sqlite", batch_size=1, progress=False)
         run_sweep(load_spec(spec), store_path=tmp_path / "auto.sqlite", progress=False)
     one, auto = stored(tmp_path / "one.sqlite"), stored(tmp_path / "auto.sqlite")
-    assert len(one) == 24 + 12
+    assert len(one) == 24 + 36
     assert_same_rows(auto, one)
     failed = [t for t in auto.values() if t.status == "failed"]
-    assert len(failed) == 6 and all(t.params["s"] == 17 for t in failed)  # only the bad trials, each with its error
+    assert len(failed) == 18 and all(t.params["s"] == 17 for t in failed)  # only the bad trials, each with its error
     assert all("s" in t.error or "sparsity" in t.error.lower() for t in failed)
 
 

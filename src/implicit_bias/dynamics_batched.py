@@ -136,20 +136,23 @@ def simulate_batch(problems, model: Hadamard, dynamics, *, init, stop: Stop = St
     """:func:`~implicit_bias.dynamics.simulate` for each of ``problems`` (one :class:`Result` each, in order).
 
     GD and SGD of a Hadamard model on problems of one shape run together (bit for bit the
-    one-at-a-time iterates); ``init``: one ``Init``/alpha or one per problem. Other dynamics,
-    models or mixed shapes run one at a time.
+    one-at-a-time iterates); ``init`` and ``dynamics``: one for all or one per problem (SGD seeds
+    may differ; the kind, step and batch must agree). Other dynamics, models or mixed shapes run
+    one at a time.
     """
     problems = list(problems)
     inits = list(init) if isinstance(init, (list, tuple)) else [init] * len(problems)
     inits = [one if isinstance(one, Init) else Init.uniform(one) for one in inits]
+    dynamics = list(dynamics) if isinstance(dynamics, (list, tuple)) else [dynamics] * len(problems)
     shapes = {p.A.shape for p in problems}
-    if (not isinstance(model, Hadamard) or not isinstance(dynamics, (GradientDescent, SGD)) or len(shapes) != 1
-            or len(problems) < 2):
-        return [simulate(p, model, dynamics, init=one, stop=stop) for p, one in zip(problems, inits)]
+    kinds = {(type(d), d.step, getattr(d, "batch", None)) for d in dynamics}
+    if (not isinstance(model, Hadamard) or not all(isinstance(d, (GradientDescent, SGD)) for d in dynamics)
+            or len(shapes) != 1 or len(kinds) != 1 or len(problems) < 2):
+        return [simulate(p, model, d, init=one, stop=stop) for p, d, one in zip(problems, dynamics, inits)]
     clock = stopwatch()
     factors0 = [model.initial_factors(one, p.n) for p, one in zip(problems, inits)]
-    plans = [descent_plan(dynamics, p.m, lambda batch, p=p, one=one: default_step(p, model, one, batch=batch))
-             for p, one in zip(problems, inits)]
+    plans = [descent_plan(d, p.m, lambda batch, p=p, one=one: default_step(p, model, one, batch=batch))
+             for p, d, one in zip(problems, dynamics, inits)]
     A, y = np.stack([p.A for p in problems]), np.stack([p.y for p in problems])
     outcomes = _descend_batch(A, y, np.stack(factors0, axis=1), model.signed, plans, stop, clock)
     method = "gd" if plans[0].batch is None else f"sgd[q={plans[0].batch}]"
