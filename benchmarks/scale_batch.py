@@ -8,7 +8,8 @@ everything a sweep does: generating the problems, the exact limits, the records 
 - ``phase`` oracle trials (``method = "limit"``, the flow-limit panels of reproduce (e)) on a
   grid of 5 deltas x 3 rhos (easy pixels at small delta, hard ones at large delta);
 - ``sparse`` trials with ``method = "limit"``: the oracle, the HiGHS l1 LP and the comparison
-  with the theory (the LP runs one trial at a time: it bounds the speed-up).
+  with the theory (the LP runs one trial at a time: it bounds the speed-up);
+- ``sparse`` GD trials (3000 steps at n = 200, m = 50, with the oracle and the LP of each trial).
 
 Run ``python benchmarks/scale_batch.py [--quick]``; prints a markdown table.
 """
@@ -33,9 +34,10 @@ def _phase_spec(n: int, seeds: int, depth: int = 2) -> dict:
             "grid": {"delta": list(DELTAS), "rho": list(RHOS)}}
 
 
-def _sparse_spec(n: int, seeds: int) -> dict:
+def _sparse_spec(n: int, seeds: int, method: str = "limit") -> dict:
+    run = {} if method == "limit" else {"tol": 1e-6, "max_evals": 3000, "alpha": 0.1}
     return {"experiment": "sparse", "seeds": seeds,
-            "fixed": {"n": n, "m": n // 4, "s": max(1, n // 40), "method": "limit", "depth": 2, "alpha": 1e-3}}
+            "fixed": {"n": n, "m": n // 4, "s": max(1, n // 40), "method": method, "depth": 2, "alpha": 1e-3, **run}}
 
 
 def _rate(spec: dict, batch_size, backend: str, repeats: int) -> float:
@@ -75,6 +77,9 @@ def rows(quick: bool = False, backends: tuple = ("numpy", "jax")) -> list[dict]:
             out.append(_row(f"phase-diagram oracle trials n={n}", _phase_spec(n, seeds), backend, repeats))
     out.append(_row("sparse trials (oracle + HiGHS l1 LP) n=200", _sparse_spec(200, 16 if quick else 64), backends[0],
                     repeats))
+    if backends[0] == "numpy":  # GD runs on numpy only (bit for bit the one-at-a-time iterates)
+        out.append(_row("sparse GD trials (+ oracle, LP) n=200, 3000 steps", _sparse_spec(200, 8 if quick else 32, "gd"),
+                        "numpy", repeats))
     return out
 
 

@@ -37,8 +37,7 @@ from .mirror import MirrorMap
 _DAMPING = 1e-16  # ν = _DAMPING max(w), the Levenberg-Marquardt damping of limits' Newton matrix
 _FORCING = 1e-3  # relative residual of each Newton direction (as in limits)
 _MAX_CG = 50  # CG iterations per direction before the trial's preconditioner is refreshed
-_BAND = 2.0
-_LIGHT = float(__import__("os").environ.get("IB_LIGHT", "0"))  # weights within this factor of the factorised ones are left to CG
+_BAND = 2.0  # weights within this factor of the factorised ones are left to CG
 _STALE = 0.0  # share of m: more moved columns than this refresh a trial's preconditioner (0: any; measured best at n = 200)
 # A trial still running after this many Newton steps goes to predict_limit: the few slow trials of
 # a batch (79-196 steps where most take 12-30 at n = 200, m = 100) would otherwise keep it alive
