@@ -17,7 +17,14 @@ import pytest
 from implicit_bias.backend import get_backend, gpu_available
 from implicit_bias.errors import InvalidParameterError
 from implicit_bias.limits import predict_limit
-from implicit_bias.limits_batched import _gram, _hess_apply, _matvec, _precondition, _rmatvec, predict_limits
+from implicit_bias.limits_batched import (
+    _gram,
+    _hess_apply,
+    _matvec,
+    _precondition,
+    _rmatvec,
+    predict_limits,
+)
 from implicit_bias.models import Hadamard, Init
 from implicit_bias.problems import gaussian_sparse
 
@@ -91,7 +98,7 @@ def test_the_batched_oracle_on_jax_equals_numpy_and_the_one_at_a_time_oracle(dep
 
 def test_the_cli_does_not_import_jax():
     probe = "import sys, implicit_bias.cli, implicit_bias.experiments; print('jax' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
     assert out.stdout.strip() == "False", out.stderr
 
 

@@ -17,8 +17,8 @@ then: every backend computes in float64, so JAX on the CPU returns numpy's numbe
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -100,7 +100,7 @@ def _jax_backend(device: str | None) -> Backend:
 _NUMPY = Backend("numpy", np)
 
 
-def get_backend(backend: "str | Backend" = "numpy", device: str | None = None) -> Backend:
+def get_backend(backend: str | Backend = "numpy", device: str | None = None) -> Backend:
     """The backend named ``backend`` (``"numpy"`` or ``"jax"``); a :class:`Backend` is returned as is.
 
     ``device`` (JAX only): ``"cpu"`` or ``"gpu"``; by default the first device JAX lists (a GPU

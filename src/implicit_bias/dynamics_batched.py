@@ -17,7 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 from .dynamics import SGD, GradientDescent, Stop, simulate
-from .dynamics.descent import STALL_WINDOW, _DIVERGENCE_FACTOR, _StallWatch, descent_plan
+from .dynamics.descent import (
+    _DIVERGENCE_FACTOR,
+    STALL_WINDOW,
+    _StallWatch,
+    descent_plan,
+)
 from .dynamics.driver import Outcome
 from .dynamics.sparse import default_step, invariant_drift, sparse_result, stopwatch
 from .models import Hadamard, Init
@@ -161,4 +166,3 @@ def simulate_batch(problems, model: Hadamard, dynamics, *, init, stop: Stop = St
             for p, one, f0, out, plan in zip(problems, inits, factors0, outcomes, plans)]
 
 
-__all__ = ["simulate_batch", "STALL_WINDOW"]

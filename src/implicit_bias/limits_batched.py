@@ -19,7 +19,6 @@ paths agree to the rounding left by those tolerances.
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass
 
@@ -30,8 +29,21 @@ from ._arguments import check_limit_arguments
 from ._blas import pinned_blas
 from .backend import get_backend
 from .dual_linalg import damped_cholesky, range_residual, solve_psd
-from .limits import (_ARMIJO, _HALVINGS, _POLISH, _STALL_LEVEL, _STOP_MESSAGES, _TRUST_LOG, DEFAULT_KKT_TOL,
-                     DEFAULT_TOL, Limit, _check_tolerances, _status, _stop_test, predict_limit)
+from .limits import (
+    _ARMIJO,
+    _HALVINGS,
+    _POLISH,
+    _STALL_LEVEL,
+    _STOP_MESSAGES,
+    _TRUST_LOG,
+    DEFAULT_KKT_TOL,
+    DEFAULT_TOL,
+    Limit,
+    _check_tolerances,
+    _status,
+    _stop_test,
+    predict_limit,
+)
 from .mirror import MirrorMap
 
 _DAMPING = 1e-16  # ν = _DAMPING max(w), the Levenberg-Marquardt damping of limits' Newton matrix
@@ -348,7 +360,7 @@ def _newton(batch: _Batch, K: _Kernels, tol: float, max_iter: int) -> tuple[list
 
 def _kkt(batch: _Batch, K: _Kernels) -> np.ndarray:
     """limits' KKT residual (SPEC A.3 (i), :func:`range_residual`) of every trial, the Gram matrices stacked."""
-    mirror, (count, m, n) = batch.mirror, batch.A.shape
+    mirror, count = batch.mirror, batch.A.shape[0]
     with np.errstate(divide="ignore", invalid="ignore"):
         v = mirror.phi(batch.z) - mirror.phi(batch.z0)
     keep = np.isfinite(v) & (np.abs(batch.z) >= np.finfo(float).tiny)
@@ -397,7 +409,7 @@ def _solve_group(problems, model, z0: np.ndarray, tol, kkt_tol, max_iter, bk) ->
                    f"backend {bk.name}, preconditioned CG)")
         limits.append(Limit(x=model.x_from_z(batch.z[k]), z=batch.z[k].copy(), status=status,
                             residual=float(residual[k]), kkt=float(kkt[k]), tol=tol, kkt_tol=kkt_tol,
-                            iterations=int(iterations[k]), matvecs=int(round(batch.matvecs[k])), wall_s=wall,
+                            iterations=int(iterations[k]), matvecs=round(batch.matvecs[k]), wall_s=wall,
                             message=message, dual=batch.lam[k].copy()))
     return limits
 
@@ -427,8 +439,8 @@ def predict_limits(problems, model, init, *, tol: float = DEFAULT_TOL, kkt_tol: 
         groups: dict[tuple, list[int]] = {}
         for i, problem in enumerate(problems):
             groups.setdefault(problem.A.shape, []).append(i)
-        for (m, n), index in groups.items():
-            if bk.platform == "cpu" and float(m) ** 2 * n > _CPU_BATCH_GRAM:
+        for (rows, cols), index in groups.items():
+            if bk.platform == "cpu" and float(rows) ** 2 * cols > _CPU_BATCH_GRAM:
                 continue  # one at a time pays better on a CPU (see _CPU_BATCH_GRAM)
             z0 = np.stack([model.require_identical(inits[i], problems[i].n, "predict_limits")[0] ** model.depth
                            for i in index])
