@@ -7,8 +7,10 @@ Only the Newton system ``A diag(w + ν) A^T d = r`` is solved differently, by ba
 preconditioned conjugate gradients on the matrix-free product ``A (w ⊙ A^T d)`` with a stacked
 ``K x m x m`` Cholesky factorisation of ``A diag(q) A^T`` as the preconditioner, refreshed for a
 trial when any of its weights left ``[q/2, 2q]`` (measured fastest at n = 200: CG then takes a
-few iterations; refreshing only past ``m/4`` moved columns took up to 50). The products and the factorisations are kernels of
-a :class:`~implicit_bias.backend.Backend` (numpy, or JAX in float64 on the CPU or a GPU).
+few iterations; refreshing only past ``m/4`` moved columns took up to 50). The products and the
+factorisations are kernels of a :class:`~implicit_bias.backend.Backend` (numpy, or JAX in
+float64 on the CPU or a GPU). On a CPU only shapes with ``m^2 n <= 1e6`` batch (:data:`_CPU_BATCH_GRAM`);
+the rest, and trials still running after :data:`_HAND_OFF` Newton steps, go one at a time.
 
 A trial whose batched run does not converge (a failed line search, a non-descent direction, the
 budget, a diverging dual) is handed to :func:`~implicit_bias.limits.predict_limit`, so every
@@ -251,7 +253,7 @@ def _directions(batch: _Batch, K: _Kernels, rows: np.ndarray):
     wp = w + _DAMPING * np.max(w, axis=1, keepdims=True)
     q = batch.q[rows]
     moved = np.count_nonzero((wp > _BAND * q) | (wp < q / _BAND), axis=1)
-    stale = ~(moved <= batch.A.shape[1] * _STALE)  # NaN q (no preconditioner yet) counts as stale
+    stale = (moved > batch.A.shape[1] * _STALE) | np.isnan(q[:, 0])  # NaN q: no preconditioner yet
     if stale.any():
         _refresh(batch, K, rows[stale], wp[stale])
     d, ok = _pcg(batch, K, rows, wp, batch.r[rows])
