@@ -151,7 +151,8 @@ def test_a_rerun_in_a_fresh_process_gives_bit_identical_numbers(tmp_path, serial
     spec_file = tmp_path / "sparse.toml"
     spec_file.write_text(SPARSE_TOML)
     assert load_spec(spec_file).trials() == load_spec(SPARSE).trials()
-    rerun = subprocess.run([*sweep_command(spec_file), "--store", str(tmp_path / "rerun.sqlite")],
+    # --batch-size 1: the reference ran one trial at a time (batched oracle limits agree to 1e-10, not in every bit)
+    rerun = subprocess.run([*sweep_command(spec_file), "--store", str(tmp_path / "rerun.sqlite"), "--batch-size", "1"],
                            capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert snapshot(tmp_path / "rerun.sqlite") == {k: v for k, v in serial_reference.items() if v[0] == "sparse"}
@@ -422,8 +423,8 @@ def test_a_sweep_killed_mid_run_resumes_to_the_uninterrupted_store(tmp_path, ser
     # is its uninterrupted run (the CLI runs run_sweep with the serial executor).
     same = tomllib.loads(SPEC_TOML.format(seeds=5, store="unused.sqlite"))
     assert load_spec(same).trials() == load_spec(PHASE).trials()
-    kill_mid_run_then_resume(tmp_path, seeds=5,
-                             reference={k: v for k, v in serial_reference.items() if v[0] == "phase"})
+    # The CLI batches the oracle trials (--batch-size auto): its own uninterrupted run is the reference.
+    kill_mid_run_then_resume(tmp_path, seeds=5)
 
 
 @pytest.mark.slow

@@ -331,8 +331,10 @@ def _executor(workers: int, scheduler: str | None):
               help="1: serial in this process; K > 1: an embedded Dask LocalCluster with K workers")
 @click.option("--scheduler", type=SCHEDULER, default=None, metavar="tcp://HOST:PORT", help="use an existing Dask cluster")
 @click.option("--retry-failed", is_flag=True, help="rerun the trials stored as failed (each replaces its failed row)")
+@click.option("--batch-size", default="auto", show_default=True, metavar="K|auto",
+              help="run up to K compatible trials at once (the batched limit oracle); 1: one at a time")
 @click.option("--debug", is_flag=True)
-def sweep(spec_file, overrides, store_path, workers, scheduler, retry_failed, debug):
+def sweep(spec_file, overrides, store_path, workers, scheduler, retry_failed, batch_size, debug):
     """Run a sweep spec (TOML) into its SQLite store; rerunning resumes.
 
     Several sweeps may run on one store at once: each claims its trials first, so none is
@@ -341,8 +343,11 @@ def sweep(spec_file, overrides, store_path, workers, scheduler, retry_failed, de
     from .experiments import load_spec, run_sweep
 
     try:
+        from .experiments.sweep import resolve_batch_size
+
         spec = load_spec(spec_file, list(overrides))
         executor = _executor(workers, scheduler)
+        executor.batch_size = resolve_batch_size(batch_size)
     except ImplicitBiasError as exc:
         _fail(str(exc), debug)
     try:

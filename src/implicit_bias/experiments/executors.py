@@ -67,15 +67,90 @@ def execute_trial(experiment: str, params: dict) -> dict:
     return {**outcome, "wall_s": time.perf_counter() - started, "environment": environment()}
 
 
+def execute_batch(experiment: str, params_list: list[dict], backend: str = "numpy") -> list[dict]:
+    """Run compatible trials together (:attr:`Experiment.run_batch`); never raises.
+
+    One outcome per trial, as :func:`execute_trial` gives it (a trial's numbers do not depend on
+    the other trials of its batch: the stacked products are computed trial by trial): a trial the batch reports as failed
+    gets its own failure record; if the batch itself raises, every trial is rerun on its own, so
+    one bad trial never costs the others. ``wall_s`` is the batch's wall time shared equally.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from .registry import get_experiment
+
+    started = time.perf_counter()
+    try:
+        with threadpool_limits(limits=1):
+            spec = get_experiment(experiment)
+            results = spec.run_batch([spec.make(params) for params in params_list], backend=backend)
+    except Exception:  # the batch as a whole failed: one at a time, each with its own outcome
+        return [execute_trial(experiment, params) for params in params_list]
+    wall = (time.perf_counter() - started) / len(params_list)
+    env = environment()
+    outcomes = []
+    for result in results:
+        if isinstance(result, BaseException):
+            message = f"{type(result).__name__}: {result}"
+            outcome = {"status": "failed", "result": None, "error": message}
+        else:
+            try:
+                _check_statuses(experiment, result)
+                outcome = {"status": "done", "result": result, "error": None}
+            except ValueError as exc:
+                outcome = {"status": "failed", "result": None, "error": f"ValueError: {exc}"}
+        outcomes.append({**outcome, "wall_s": wall, "environment": env})
+    return outcomes
+
+
+def batches(tasks: Iterable[tuple[str, str, dict]], size: int, buffer: int = 4) -> Iterator[list[tuple[str, str, dict]]]:
+    """Group ``tasks`` into lists of at most ``size`` compatible trials (same experiment and
+    :attr:`Experiment.batch_key`), in arrival order; a trial without a key is a batch of one.
+    At most ``buffer * size`` tasks wait to be grouped (the largest group leaves first)."""
+    from .registry import get_experiment
+
+    groups: dict[tuple, list] = {}
+    waiting = 0
+    for task in tasks:
+        spec = get_experiment(task[1])
+        key = spec.batch_key(spec.make(task[2])) if size > 1 and spec.batch_key is not None else None
+        if key is None:
+            yield [task]
+            continue
+        group = groups.setdefault((task[1], key), [])
+        group.append(task)
+        waiting += 1
+        if len(group) >= size:
+            waiting -= len(group)
+            yield groups.pop((task[1], key))
+        elif waiting >= buffer * size:
+            largest = max(groups, key=lambda name: len(groups[name]))
+            waiting -= len(groups[largest])
+            yield groups.pop(largest)
+    yield from groups.values()
+
+
 class SerialExecutor:
-    """Runs trials one after another in this process (for debugging and small sweeps)."""
+    """Runs trials in this process (for debugging and small sweeps), ``batch_size`` compatible
+    trials at a time (1: one at a time; see :func:`batches`)."""
 
     name = "serial"
-    batch = 1  # tasks claimed from the store at a time
+
+    def __init__(self, batch_size: int = 1, backend: str = "numpy"):
+        self.batch_size, self.backend = max(1, int(batch_size)), backend
+
+    @property
+    def batch(self) -> int:
+        return self.batch_size  # tasks claimed from the store at a time
 
     def run(self, tasks: Iterable[tuple[str, str, dict]]) -> Iterator[tuple[str, dict]]:
-        for key, experiment, params in tasks:
-            yield key, execute_trial(experiment, params)
+        if self.batch_size == 1:
+            for key, experiment, params in tasks:
+                yield key, execute_trial(experiment, params)
+            return
+        for group in batches(tasks, self.batch_size):
+            outcomes = execute_batch(group[0][1], [params for _, _, params in group], self.backend)
+            yield from ((key, outcome) for (key, _, _), outcome in zip(group, outcomes))
 
     def close(self) -> None:
         pass
@@ -93,9 +168,10 @@ class DaskExecutor:
 
     name = "dask"
 
-    def __init__(self, workers: int = 2, scheduler: str | None = None):
+    def __init__(self, workers: int = 2, scheduler: str | None = None, batch_size: int = 1, backend: str = "numpy"):
         from dask.distributed import Client, LocalCluster
 
+        self.batch_size, self.backend = max(1, int(batch_size)), backend
         for key, value in BLAS_ENV.items():  # inherited by the worker processes
             os.environ.setdefault(key, value)
         if scheduler:
@@ -108,33 +184,39 @@ class DaskExecutor:
 
     @property
     def batch(self) -> int:
-        return max(1, sum(self.client.nthreads().values()))
+        return max(1, sum(self.client.nthreads().values())) * self.batch_size
 
     def run(self, tasks: Iterable[tuple[str, str, dict]], window: int | None = None) -> Iterator[tuple[str, dict]]:
         """``window``: tasks in flight at a time (default: two per worker thread)."""
         from dask.distributed import as_completed
 
-        tasks = iter(tasks)
+        groups = batches(tasks, self.batch_size)
         futures, running = {}, as_completed()
 
         def submit() -> None:
-            for key, experiment, params in tasks:  # one task, if any is left
-                future = self.client.submit(execute_trial, experiment, params, key=f"trial-{key}", pure=False,
-                                            retries=2)
-                futures[future] = key
+            for group in groups:  # one task (a batch of compatible trials), if any is left
+                keys = [key for key, _, _ in group]
+                if len(group) == 1:
+                    future = self.client.submit(execute_trial, group[0][1], group[0][2], key=f"trial-{keys[0]}",
+                                                pure=False, retries=2)
+                else:
+                    future = self.client.submit(execute_batch, group[0][1], [params for _, _, params in group],
+                                                self.backend, key=f"batch-{keys[0]}-{len(keys)}", pure=False, retries=2)
+                futures[future] = keys
                 running.add(future)
                 return
 
-        for _ in range(window or 2 * self.batch):
+        for _ in range(window or 2 * max(1, self.batch // self.batch_size)):
             submit()
         for future in running:
-            key = futures.pop(future)
+            keys = futures.pop(future)
             try:
-                outcome = future.result()
+                outcomes = future.result()
+                outcomes = [outcomes] if isinstance(outcomes, dict) else outcomes
             except Exception as exc:  # the task itself died (e.g. its worker was killed too often)
-                outcome = {"status": "failed", "result": None, "error": f"{type(exc).__name__}: {exc}",
-                           "wall_s": 0.0, "environment": None}
-            yield key, outcome
+                outcomes = [{"status": "failed", "result": None, "error": f"{type(exc).__name__}: {exc}",
+                             "wall_s": 0.0, "environment": None}] * len(keys)
+            yield from zip(keys, outcomes)
             future.release()
             submit()
 

@@ -57,7 +57,7 @@ def phase_trial(trial: PhaseTrial) -> dict:
     from ..models import Hadamard, Init
     from ..references import min_l1, min_l2
 
-    problem = gaussian_sparse(trial.n, trial.m, trial.s, signed=trial.signed, seed=trial.seed)
+    problem = trial_problem(trial)
     status = "converged"
     extra: dict = {}
     if trial.method == "l1":
@@ -74,6 +74,46 @@ def phase_trial(trial: PhaseTrial) -> dict:
         limit = predict_limit(problem, model, Init.uniform(trial.alpha)).x
         extra["dist_to_limit"] = float(np.linalg.norm(x - limit) / np.linalg.norm(limit))
         extra["error_true_of_limit"] = problem.error_true(limit)
+    return _record(trial, problem, x, status, extra)
+
+
+def trial_problem(trial: PhaseTrial):
+    return gaussian_sparse(trial.n, trial.m, trial.s, signed=trial.signed, seed=trial.seed)
+
+
+def _record(trial: PhaseTrial, problem, x, status: str, extra: dict | None = None) -> dict:
     error = problem.error_true(x)
     return {**asdict(trial), "m": trial.m, "s": trial.s, "solver_status": status, "error_true": error,
-            "success": bool(error is not None and error <= trial.threshold), **extra}
+            "success": bool(error is not None and error <= trial.threshold), **(extra or {})}
+
+
+def phase_batch_key(trial: PhaseTrial) -> tuple | None:
+    """Trials of one method, shape, sign and depth run together (:func:`phase_trials`); flow trials alone."""
+    if trial.method == "flow":
+        return None
+    return (trial.method, trial.n, trial.m, trial.signed) + ((trial.depth,) if trial.method == "limit" else ())
+
+
+def phase_trials(trials: list[PhaseTrial], backend: str = "numpy") -> list:
+    """:func:`phase_trial` for trials of one :func:`phase_batch_key`: oracle trials by the batched
+    oracle (:func:`implicit_bias.limits_batched.predict_limits`, equal to one at a time to 1e-10),
+    the l1 and l2 references trial by trial (the same computation as :func:`phase_trial`, without a
+    sweep's per-trial overhead). One record per trial, or the exception that trial raised."""
+    first = trials[0]
+    if any(phase_batch_key(t) != phase_batch_key(first) or phase_batch_key(t) is None for t in trials):
+        raise ValueError("phase_trials needs trials of one phase_batch_key (method, shape, sign, depth)")
+    if first.method != "limit":
+        out = []
+        for trial in trials:
+            try:
+                out.append(phase_trial(trial))
+            except Exception as exc:  # this trial's failure, not the batch's
+                out.append(exc)
+        return out
+    from ..limits_batched import predict_limits
+    from ..models import Hadamard, Init
+
+    problems = [trial_problem(t) for t in trials]
+    limits = predict_limits(problems, Hadamard(first.depth, first.signed), [Init.uniform(t.alpha) for t in trials],
+                            backend=backend)
+    return [_record(t, p, limit.x, limit.status) for t, p, limit in zip(trials, problems, limits)]

@@ -9,8 +9,8 @@ from typing import Callable
 
 from ..errors import InvalidParameterError
 from .matrix import MatrixTrial, matrix_trial
-from .phase import PhaseTrial, phase_trial
-from .sparse import SparseTrial, WeightNormTrial, sparse_trial, weight_norm_trial
+from .phase import PhaseTrial, phase_batch_key, phase_trial, phase_trials
+from .sparse import SparseTrial, WeightNormTrial, sparse_batch_key, sparse_trial, sparse_trials, weight_norm_trial
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,11 @@ class Experiment:
     run: Callable[[object], dict]
     description: str
     numerics: int = 1
+    # Trials with equal keys can run together: run_batch(list of parameter objects, backend=) returns
+    # one record (or the exception that trial raised) per trial, equal to run's to 1e-10 (SPEC-level
+    # numbers; cost fields such as wall_s, matvecs, steps and message may differ). None: one at a time.
+    batch_key: Callable[[object], tuple | None] | None = None
+    run_batch: Callable[..., list] | None = None
 
     def field_types(self) -> dict[str, object]:
         hints = typing.get_type_hints(self.parameters)
@@ -89,6 +94,14 @@ def _sparse(trial: SparseTrial) -> dict:
     return record
 
 
+def _sparse_batch(trials: list, backend: str = "numpy") -> list:
+    records = sparse_trials(trials, backend=backend)
+    for record in records:
+        if isinstance(record, dict):
+            record.pop("x", None)
+    return records
+
+
 def _matrix(trial: MatrixTrial) -> dict:
     record = matrix_trial(trial)
     record.pop("W", None)  # sweeps store metrics and spectra, not matrices
@@ -97,12 +110,14 @@ def _matrix(trial: MatrixTrial) -> dict:
 
 EXPERIMENTS: dict[str, Experiment] = {
     "sparse": Experiment("sparse", SparseTrial, _sparse,
-                         "one sparse-recovery trial of the core engine with every metric (l1 gap, bound, distances, cost)"),
+                         "one sparse-recovery trial of the core engine with every metric (l1 gap, bound, distances, cost)",
+                         batch_key=sparse_batch_key, run_batch=_sparse_batch),
     "weight_norm": Experiment("weight_norm", WeightNormTrial, weight_norm_trial,
                               "weight-normalised flow w = r v/||v|| (SPEC B): l1 gap vs plain flow from the same init, "
                               "rho (B.7), fitted effective scale, oracle (B.8), bound (B.9)"),
     "phase": Experiment("phase", PhaseTrial, phase_trial,
-                        "recovery success of a method (flow limit, flow, l1, l2) on a random Gaussian problem"),
+                        "recovery success of a method (flow limit, flow, l1, l2) on a random Gaussian problem",
+                        batch_key=phase_batch_key, run_batch=phase_trials),
     "matrix": Experiment("matrix", MatrixTrial, _matrix,
                          "deep matrix factorisation (SPEC C) on Gaussian sensing or completion: error, effective "
                          "rank, spectrum, balancedness, vs nuclear norm and min-Frobenius"),

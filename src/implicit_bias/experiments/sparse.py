@@ -52,19 +52,21 @@ class SparseTrial:
         return gaussian_sparse(self.n, self.m, self.s, signed=self.signed, noise=self.noise, seed=self.seed)
 
 
-def sparse_trial(trial: SparseTrial, problem: SparseRecovery | None = None) -> dict:
+def sparse_trial(trial: SparseTrial, problem: SparseRecovery | None = None, predicted=None, result=None) -> dict:
     """Run ``trial`` and compare its end point with the theory (:func:`compare`).
 
     Distances are relative l2 distances. ``l1_min`` is ``Q_+`` (positive model) or ``Q``
     (signed), by the HiGHS LP; the bound is (A.15) with (A.19) for the signed model, and
-    ``None`` when the theorem does not apply (depth 1, or ``beta_1 >= Q``).
+    ``None`` when the theorem does not apply (depth 1, or ``beta_1 >= Q``). ``predicted``: the
+    oracle's :class:`~implicit_bias.limits.Limit` and ``result`` the run's ``Result`` when already
+    computed (:func:`sparse_trials`).
     """
     problem = problem if problem is not None else trial.problem()
     model = Hadamard(trial.depth, trial.signed)
     init = Init.uniform(trial.alpha)
     # References first: an infeasible positive problem fails here, before any simulation.
     x_l1 = min_l1(problem.A, problem.y, nonneg=not trial.signed)
-    predicted = predict_limit(problem, model, init)
+    predicted = predicted if predicted is not None else predict_limit(problem, model, init)
     started = time.perf_counter()
     if trial.method == "limit":
         x, status, message = predicted.x, predicted.status, predicted.message
@@ -76,14 +78,13 @@ def sparse_trial(trial: SparseTrial, problem: SparseRecovery | None = None) -> d
             "gd": lambda: GradientDescent(step=trial.step),
             "sgd": lambda: SGD(step=trial.step, batch=trial.batch, seed=trial.seed),
         }[trial.method]()
-        result = simulate(
-            problem, model, dynamics, init=init,
-            stop=Stop(tol=trial.tol, max_evals=trial.max_evals, max_wall=trial.max_wall),
-        )
+        batched = result is not None
+        if not batched:
+            result = simulate(problem, model, dynamics, init=init, stop=_stop(trial))
         x, status, message = result.x, result.status, result.message
         grad_evals, matvecs, steps, t = result.grad_evals, result.matvecs, result.steps, result.t
         step, suggested, drift = result.step, result.suggested_step, result.invariant_drift
-        wall = time.perf_counter() - started
+        wall = result.wall_s if batched else time.perf_counter() - started
     return {
         **asdict(trial),
         "status": status,
@@ -100,6 +101,50 @@ def sparse_trial(trial: SparseTrial, problem: SparseRecovery | None = None) -> d
         "wall_s": wall,
         "x": [float(v) for v in x],
     }
+
+
+def _stop(trial: SparseTrial) -> Stop:
+    return Stop(tol=trial.tol, max_evals=trial.max_evals, max_wall=trial.max_wall)
+
+
+def _dynamics(trial: SparseTrial):
+    return {"gd": lambda: GradientDescent(step=trial.step),
+            "sgd": lambda: SGD(step=trial.step, batch=trial.batch, seed=trial.seed)}[trial.method]()
+
+
+def sparse_batch_key(trial: SparseTrial) -> tuple | None:
+    """Oracle, GD and SGD trials of one shape, sign, depth and run settings run together (flows alone)."""
+    if trial.method == "flow":
+        return None
+    run = () if trial.method == "limit" else (trial.step, trial.batch, trial.tol, trial.max_evals, trial.max_wall)
+    return (trial.method, trial.n, trial.m, trial.signed, trial.depth) + run
+
+
+def sparse_trials(trials: list[SparseTrial], backend: str = "numpy") -> list:
+    """:func:`sparse_trial` for trials of one :func:`sparse_batch_key`: their limits by the batched
+    oracle (:func:`implicit_bias.limits_batched.predict_limits`), GD/SGD by
+    :func:`implicit_bias.dynamics_batched.simulate_batch`, the rest (the HiGHS l1 LP, the
+    comparison) per trial. One record per trial, or the exception that trial raised."""
+    from ..limits_batched import predict_limits
+
+    first = trials[0]
+    if any(sparse_batch_key(t) != sparse_batch_key(first) or sparse_batch_key(t) is None for t in trials):
+        raise ValueError("sparse_trials needs trials of one sparse_batch_key (method, shape, sign, depth, run settings)")
+    problems = [t.problem() for t in trials]
+    model, inits = Hadamard(first.depth, first.signed), [Init.uniform(t.alpha) for t in trials]
+    limits = predict_limits(problems, model, inits, backend=backend)
+    results = [None] * len(trials)
+    if first.method != "limit":
+        from ..dynamics_batched import simulate_batch
+
+        results = simulate_batch(problems, model, [_dynamics(t) for t in trials], init=inits, stop=_stop(first))
+    out = []
+    for trial, problem, limit, result in zip(trials, problems, limits, results):
+        try:
+            out.append(sparse_trial(trial, problem, predicted=limit, result=result))
+        except Exception as exc:  # this trial's failure (e.g. an infeasible l1 LP), not the batch's
+            out.append(exc)
+    return out
 
 
 def compare(problem: SparseRecovery, x, status: str, *, model: Hadamard, init: Init, x_l1, predicted) -> dict:

@@ -19,11 +19,13 @@ from .render import md_table
 def _run_sweeps(pcfg: PhaseConfig, context: Context):
     """Every phase sweep and the flow sample into the store (resuming); the stored trials as a frame."""
     from ..experiments import DaskExecutor, SerialExecutor, SQLiteStore, run_sweep
+    from ..experiments.sweep import AUTO_BATCH
 
     store_path = context.out / "store.sqlite"
     specs = phase_specs(pcfg)
-    executor = (DaskExecutor(workers=context.workers, scheduler=context.scheduler)
-                if (context.workers > 1 or context.scheduler) else SerialExecutor())
+    # The oracle panels run AUTO_BATCH trials at a time (the batched oracle); the others one by one.
+    executor = (DaskExecutor(workers=context.workers, scheduler=context.scheduler, batch_size=AUTO_BATCH)
+                if (context.workers > 1 or context.scheduler) else SerialExecutor(batch_size=AUTO_BATCH))
     counts = dict(total=0, skipped=0, done=0, failed=0)
     try:
         for label, signed, spec in specs + [("flow sample", False, flow_sample_spec(pcfg))]:
