@@ -21,8 +21,8 @@ class GradientFlow:
     ``m x m`` Jacobian (:mod:`implicit_bias.dynamics.rosenbrock`); ``rtol`` bounds each
     coordinate's relative error in ``φ`` per step (``atol`` is unused there). ``"factor"``
     integrates every factor (SPEC A.2) with BDF, as needed for non-identical factors; ``"auto"``
-    picks mirror whenever the factors are identical. Deep matrix factorisations integrate their
-    factors with DOP853 (:mod:`implicit_bias.dynamics.matrix`). Every integrator runs through the one
+    picks mirror whenever the factors are identical. Deep matrix factorisations start with DOP853 and
+    switch to a stiff method once the run is stiff (:mod:`implicit_bias.dynamics.matrix_stiff`). Every integrator runs through the one
     driver of :mod:`implicit_bias.dynamics.driver` (saved times are landed on by steps); a failing
     integrator ends the run ``failed``, no other method is substituted.
     """

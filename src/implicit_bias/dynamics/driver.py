@@ -1,7 +1,8 @@
 """The one integrator driver: every gradient flow of :func:`implicit_bias.dynamics.simulate` runs here.
 
-A *stepper* wraps one integrator (Rosenbrock in mirror space, scipy's BDF in factor or ``(r, v)``
-space, scipy's DOP853 for matrix factors and the product flow) and exposes
+A *stepper* wraps one integrator (Rosenbrock in mirror space for the sparse and the
+weight-normalised flows, scipy's BDF in factor or ``(r, v)`` space, and for matrix factors and the
+product flow DOP853 switching to a stiff method when the run becomes stiff) and exposes
 
 - ``t``: the current time; ``steps``, ``evals``, ``matvecs``: its costs so far;
 - ``point()``: the observed end-to-end point (``z`` or ``W``) of the current state;
