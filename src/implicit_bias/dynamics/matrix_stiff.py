@@ -121,12 +121,14 @@ class StiffSwitchStepper:
     The escape phase (saddle to saddle) is accuracy-limited, where an order-8 explicit method is
     cheapest (BDF at rtol 1e-10 measured 100x slower there); the tail is stability-limited, where
     BDF's steps grow with ``t``. The switch is one-way, tested by :func:`spectral_radius`.
-    ``jac=None`` takes scipy's finite-difference Jacobian.
+    ``jac=None`` takes scipy's finite-difference Jacobian. ``stiff(state, t, h)``, when given,
+    builds the stiff stepper instead of BDF (the W-method of :mod:`.matrix_wmethod` for large
+    completion states).
     """
 
     def __init__(self, rhs, state0, *, rtol, atol, jac, jac_cost, observe, residual,
-                 min_explicit_steps: int = MIN_EXPLICIT_STEPS, stiff_ratio: float = STIFF_RATIO):
-        self._rhs, self._min_steps, self._ratio = rhs, min_explicit_steps, stiff_ratio
+                 min_explicit_steps: int = MIN_EXPLICIT_STEPS, stiff_ratio: float = STIFF_RATIO, stiff=None):
+        self._rhs, self._min_steps, self._ratio, self._stiff_factory = rhs, min_explicit_steps, stiff_ratio, stiff
         self._stiff_options = {"rtol": rtol, "atol": atol, "jac": jac, "jac_cost": jac_cost, "observe": observe,
                                "residual": residual, "residual_matvecs": 1}
         self.current = ScipyStepper(DOP853, rhs, state0, rtol=rtol, atol=atol, observe=observe, residual=residual,
@@ -157,8 +159,13 @@ class StiffSwitchStepper:
         self.current.advance(target)
         due = self.explicit.steps >= self._min_steps and (self.explicit.steps - self._min_steps) % CHECK_EVERY == 0
         if self.current is self.explicit and due and self._stiff():
-            stiff = ScipyStepper(BDF, self._rhs, self.explicit.state, **self._stiff_options)
-            stiff.t = self.switched_at = self.explicit.t
+            explicit = self.explicit
+            self.switched_at = explicit.t
+            if self._stiff_factory is not None:
+                self.current = self._stiff_factory(explicit.state, explicit.t, explicit.solver.step_size)
+                return
+            stiff = ScipyStepper(BDF, self._rhs, explicit.state, **self._stiff_options)
+            stiff.t = explicit.t
             self.current = stiff
 
     def _stiff(self) -> bool:
