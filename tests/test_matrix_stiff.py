@@ -186,7 +186,7 @@ def test_gram_jvp_and_vjp_match_a_finite_difference_jacobian():
     differences (h = 1e-6: error ~h^2 |f'''| + eps/h ~ 1e-10 relative, so 1e-7 is slack)."""
     problem, _, model, state = _completion_flow()
     model.at(model.unpack(state))
-    measure = lambda s: problem.operator.apply(mt.factor_product(model.unpack(s)))  # noqa: E731
+    measure = lambda s: problem.operator.apply(mt.factor_product(model.unpack(s)))
     h = 1e-6
     J = np.stack([(measure(state + h * e) - measure(state - h * e)) / (2 * h) for e in np.eye(state.size)], axis=1)
     scale = np.max(np.abs(J))
@@ -208,7 +208,7 @@ def test_wmethod_is_third_order_with_any_jacobian(refresh):
     per halving, with the Jacobian refreshed every step and frozen at t = 0 ("never": a W-method keeps its
     order with a stale matrix; an order-2 method would give 4). [6.5, 10] leaves room for the next error
     term (measured at n = 8 .. 64: 8.3, 8.7, 8.4 frozen, 6.2, 6.8, 7.3 refreshed, rising toward 8)."""
-    problem, rhs, model, state0 = _completion_flow()
+    _, rhs, model, state0 = _completion_flow()
     T = 1.0
     reference = solve_ivp(rhs, (0, T), state0, method="DOP853", rtol=1e-13, atol=1e-15).y[:, -1]
     errors = []
@@ -229,7 +229,7 @@ def test_adaptive_wmethod_agrees_with_dop853_and_its_loss_never_increases():
     the global error of ~1e3 steps at rtol 1e-10)."""
     problem, rhs, model, state0 = _completion_flow()
     T = 200.0
-    to_W = lambda s: mt.factor_product(model.unpack(s))  # noqa: E731
+    to_W = lambda s: mt.factor_product(model.unpack(s))
     stepper = WMethodStepper(rhs, state0, model, rtol=1e-10, atol=1e-12, observe=to_W, residual=problem.residual)
     outcome = drive(stepper, stop=Stop(tol=1e-15, max_time=T), clock=lambda: 0.0, save_at=np.linspace(1, T, 40),
                     snapshot=lambda W: problem.residual(W) ** 2)
