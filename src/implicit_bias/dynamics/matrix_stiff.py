@@ -29,7 +29,7 @@ Dense Jacobians fit small states only: above :data:`STIFF_STATE_LIMIT` numbers t
 a completion problem switches instead to the ROS34PW2 W-method of :mod:`.matrix_wmethod`, whose
 stage matrix ``I/(h gamma) + J^T J`` (Gauss-Newton) is inverted in measurement space (measured on
 100 x 100 rank-5 completion, m = 2000, depth 3, under load on 2 cores: residual 1e-6 at t = 8.2e3
-in 85 s, 4295 steps, where DOP853 alone sat at h = 0.044); other large states (Gaussian sensing,
+in 56 s, 3194 steps, where DOP853 alone sat at h = 0.044); other large states (Gaussian sensing,
 the product flow) stay on DOP853.
 """
 

@@ -48,8 +48,11 @@ ORDER, EMBEDDED_ORDER = 3, 2
 
 # Step-size control: h_new = h * clip(SAFETY err^(-1/(EMBEDDED_ORDER + 1)), FAC_MIN, FAC_MAX).
 SAFETY, FAC_MIN, FAC_MAX = 0.9, 0.2, 5.0
-# Refresh the Gauss-Newton matrix when t has grown by this factor since the last refresh.
-REFRESH_GROWTH = 2.0
+# Refresh the Gauss-Newton matrix when t has grown by this factor since the last refresh. Measured on
+# 100 x 100 rank-5 completion, depth 3, to residual 1e-6 (2 loaded cores): growth 1.2 / 1.4 / 2 / 4 took
+# 2965 / 3194 / 4295 / 6905 steps and 70 / 56 / 60 / 89 s (a stale matrix shrinks the steps; each
+# refresh is one 2000 x 2000 eigendecomposition, ~1-2 s).
+REFRESH_GROWTH = 1.4
 
 
 def _chain(mats, size: int) -> np.ndarray:
