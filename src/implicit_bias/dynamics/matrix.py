@@ -7,7 +7,8 @@ Reached through :func:`implicit_bias.dynamics.simulate` with a
   with scipy's explicit adaptive DOP853 (order 8), stepped by hand so that every accepted step is
   checked (finite, residual, budget); a long run whose steps sit at DOP853's stability bound (the
   stiff tail, a runaway singular value) switches to BDF with the exact dense Jacobian when the state
-  has at most 1500 numbers (:mod:`.matrix_stiff`).
+  has at most 1500 numbers (:mod:`.matrix_stiff`), and for larger completion states to a Rosenbrock
+  W-method with a Gauss-Newton matrix solved in measurement space (:mod:`.matrix_wmethod`).
 - ``ProductFlow()``: ``dW/dt = -A_W(grad L(W))`` (SPEC C.4-C.5) on ``W`` itself, valid for
   balanced initial factors (C.3) only, with ``A_W`` in the spectral form (C.6) from one SVD,
   :func:`implicit_bias.matrix_theory.product_operator_spectral`.
@@ -55,6 +56,7 @@ from .matrix_stiff import (
     measurement_rows,
     use_stiff,
 )
+from .matrix_wmethod import CompletionGaussNewton, WMethodStepper
 from .sparse import stopwatch
 
 BALANCED_TOL = 1e-8  # largest balancedness defect (C.3) that ProductFlow accepts
@@ -179,26 +181,30 @@ def _matrix_path(saved) -> MatrixPath | None:
 # flows, GD and SGD: each returns (outcome, factors or None, W)
 
 
-def _flow(problem, rhs, state0, to_W, *, rtol, atol, jac, stop, save_at, clock) -> Outcome:
+def _flow(problem, rhs, state0, to_W, *, rtol, atol, jac, stop, save_at, clock, wmethod=None) -> Outcome:
     """``state' = rhs(t, state)`` through the one driver; the observed point is ``W = to_W(state)``.
 
-    Small states (:func:`~.matrix_stiff.use_stiff`) take scipy's BDF with the Jacobian ``jac``
-    (None: scipy's finite differences), larger ones DOP853 (:mod:`.matrix_stiff` says why).
+    Small states (:func:`~.matrix_stiff.use_stiff`) switch from DOP853 to scipy's BDF with the
+    Jacobian ``jac`` (None: scipy's finite differences) once stiff; larger ones switch to the
+    W-method built by ``wmethod(state, t, h)`` when given (completion, :mod:`.matrix_wmethod`),
+    else stay on DOP853 (:mod:`.matrix_stiff` says why).
     """
     def residual(W):
         return problem.residual(W) if np.all(np.isfinite(W)) else float("inf")
 
-    if not use_stiff(state0.size):
+    if not use_stiff(state0.size) and wmethod is None:
         return integrate_explicit(
             rhs, state0, observe=to_W, residual=residual, stop=stop, rtol=rtol, atol=atol, save_at=save_at, clock=clock,
             snapshot=_snapshot(problem),
         )
     stepper = StiffSwitchStepper(rhs, state0, rtol=rtol, atol=atol, observe=to_W, residual=residual, jac=jac,
-                                 jac_cost=2 * state0.size if jac is None else 2 * problem.m)
+                                 jac_cost=2 * state0.size if jac is None else 2 * problem.m,
+                                 stiff=wmethod if not use_stiff(state0.size) else None)
     outcome = drive(stepper, stop=stop, clock=clock, save_at=save_at, snapshot=_snapshot(problem))
     if stepper.switched_at is None:
         return outcome
-    return replace(outcome, message=f"{outcome.message} (DOP853, then BDF from t={stepper.switched_at:.3g})")
+    stiff = "BDF" if use_stiff(state0.size) else "W-method ROS34PW2"
+    return replace(outcome, message=f"{outcome.message} (DOP853, then {stiff} from t={stepper.switched_at:.3g})")
 
 
 def _factor_flow(problem, model, factors0, dynamics: GradientFlow, *, stop, save_at, clock):
@@ -224,8 +230,17 @@ def _factor_flow(problem, model, factors0, dynamics: GradientFlow, *, stop, save
     state0 = np.concatenate([Wj.ravel() for Wj in factors0])
     rtol = dynamics.tolerance("factor")
     atol = min(dynamics.atol, 1e-2 * rtol * float(np.max(np.abs(state0))) or dynamics.atol)
-    outcome = _flow(problem, rhs, state0, lambda s: model.product(unpack(s)), rtol=rtol, atol=atol, jac=jac,
-                    stop=stop, save_at=save_at, clock=clock)
+
+    def to_W(state):
+        return model.product(unpack(state))
+
+    wmethod = None
+    if not use_stiff(sizes[-1]) and hasattr(problem.operator, "index"):
+        def wmethod(state, t, h):
+            return WMethodStepper(rhs, state, CompletionGaussNewton(shapes, problem.operator.index), rtol=rtol,
+                                  atol=atol, observe=to_W, residual=problem.residual, t0=t, first_step=h)
+    outcome = _flow(problem, rhs, state0, to_W, rtol=rtol, atol=atol, jac=jac,
+                    stop=stop, save_at=save_at, clock=clock, wmethod=wmethod)
     factors = tuple(Wj.copy() for Wj in unpack(outcome.state))
     return outcome, factors, "flow[factor]"
 
