@@ -142,7 +142,7 @@ def wmethod_faithfulness_rows(quick: bool) -> list[dict]:
     gap = relative_distance(W_new, W_dop)
     rows = [_row(f"W-method vs DOP853: 100x100 completion, W(T = {T:g}), switch at t = 5", (f"DOP853 {base_s:.1f} s",
                  base_s), new_s, "same W(T) as DOP853 to 1e-7", gap < 1e-7,
-                 f"|W - W_DOP853| / |W| = {gap:.2g}; W-method {out.steps} steps, DOP853 {dop.steps} steps")]
+                 f"‖W − W_DOP853‖/‖W‖ = {gap:.2g}; W-method {out.steps} steps, DOP853 {dop.steps} steps")]
     small, T_small = matrix_completion(20, 20, 2, count=200, seed=0), 2e3 if quick else 2e4
     stop = Stop(tol=1e-12, max_time=T_small, max_evals=10**8)
     out, W_new, new_s = _wmethod_from(small, model, 0.1, 5.0, stop)
@@ -153,7 +153,7 @@ def wmethod_faithfulness_rows(quick: bool) -> list[dict]:
     rows.append(_row(f"W-method vs GD (default step): 20x20 rank-2 completion (m = 200), depth 3, alpha 0.1, W(T = {T_small:g})",
                      (f"GD {gd_s:.1f} s, {gd.steps} iterations, eta = {gd.step:.3g}", gd_s), new_s,
                      "same W(T) as GD to 1e-3 (GD's O(eta) gap)", gap < 1e-3 and abs(gd.t - T_small) <= gd.step,
-                     f"|W - W_GD| / |W| = {gap:.2g}; residuals: W-method {small.residual(W_new):.2g} ({out.steps} steps), "
+                     f"‖W − W_GD‖/‖W‖ = {gap:.2g}; residuals: W-method {small.residual(W_new):.2g} ({out.steps} steps), "
                      f"GD {gd.residual:.2g}; relative error vs truth {small.relative_error(W_new):.2g}"))
     return rows
 
@@ -168,7 +168,7 @@ def faithfulness_row(quick: bool) -> dict:
     dist_dop, dist_gd = relative_distance(flow.W, W_dop), relative_distance(flow.W, gd.W)
     return _row("faithfulness: 4x4 rank-1 completion, depth 3, W(600) vs DOP853 and GD(eta = 0.01)",
                 (f"DOP853 {base_s:.2f} s ({out.steps} steps)", base_s), new_s, "same W(T) as DOP853 to 1e-7", dist_dop < 1e-7,
-                f"{flow.message}; |W - W_DOP853| / |W| = {dist_dop:.2g}, |W - W_GD| / |W| = {dist_gd:.2g} (O(eta))")
+                f"{flow.message}; ‖W − W_DOP853‖/‖W‖ = {dist_dop:.2g}, ‖W − W_GD‖/‖W‖ = {dist_gd:.2g} (O(eta))")
 
 
 def rows(quick: bool = False) -> list[dict]:
