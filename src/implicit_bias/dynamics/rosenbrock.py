@@ -220,7 +220,65 @@ class FreeOperator:
     matvec, rmatvec, base = RotatedOperator.matvec, RotatedOperator.rmatvec, RotatedOperator.base
 
 
-class RodasMirrorFlow:
+class RodasControl:
+    """Step control shared by the Rosenbrock steppers of :func:`~.driver.drive`: landing on save times,
+    and rodas.f's controller with Gustafsson's predictive rule. A subclass provides ``first_step()``,
+    ``_rotate_if_noisy(h)``, ``attempt(h) -> (err, new)`` and ``_take(new)`` (store an accepted state)."""
+
+    def _start_control(self, y: np.ndarray) -> None:
+        self._gram = None  # the stage matrix at the current state, reused by rejected attempts with smaller h
+        self._h_acc = self._err_acc = None  # Gustafsson's predictive controller
+        self._exponent = 1.0 / (self.tableau.embedded_order + 1)
+        self._time, self._ynorm, self._h = CompensatedTime(), float(np.linalg.norm(y)), None
+
+    @property
+    def t(self) -> float:
+        return self._time.value
+
+    def _land(self, target: float) -> None:
+        """One accepted step, shortened to land exactly on ``target`` when that is within reach."""
+        h = self.first_step() if self._h is None else self._h
+        remaining = self._time.until(target)
+        landing = remaining <= h
+        if landing and remaining <= 1e-12 * h:  # a save time within rounding of t (e.g. 5e-324): no step lands there
+            self._time.set(target)
+            return
+        try:
+            h_used, h_next = self.step(remaining if landing else h)
+        except (FloatingPointError, np.linalg.LinAlgError, ValueError) as exc:
+            raise StepFailure(f"integration failed at t={self.t:.3g}: {exc}") from exc
+        if landing and h_used == remaining:
+            self._time.set(target)
+            self._h = max(h, h_next) if h_next >= h_used else h_next  # a short landing step does not shrink h
+        else:
+            self._time.add(h_used)
+            self._h = h_next
+
+    def step(self, h: float) -> tuple[float, float]:
+        """Take one accepted step of size ``<= h``; return ``(h_used, h_next)``."""
+        rejected = False
+        self._rotate_if_noisy(h)
+        for _ in range(100):
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):  # trial stages may overshoot
+                err, new = self.attempt(h)
+            fac = 1.0 / FAC_MIN if not np.isfinite(err) else max(FAC_MIN, min(FAC_MAX, err ** self._exponent / SAFETY))
+            if err <= 1.0:
+                if self._h_acc is not None:
+                    gus = (self._h_acc / h) * (err * err / self._err_acc) ** self._exponent / SAFETY
+                    fac = max(fac, max(FAC_MIN, min(FAC_MAX, gus)))
+                self._h_acc, self._err_acc = h, max(1e-2, err)
+                self._take(new)
+                self._gram = None
+                self.steps += 1
+                h_next = h / fac
+                return h, (min(h_next, h) if rejected else h_next)
+            self.rejected += 1
+            rejected = True
+            h /= max(fac, 1.0 / FAC_MAX) if np.isfinite(err) else 1.0 / FAC_MIN
+        raise FloatingPointError("step size underflow: 100 rejected steps in a row")
+
+
+class RodasMirrorFlow(RodasControl):
     """Rosenbrock stepper (default :data:`RODAS5P`) for the mirror flow, driven by :func:`~.driver.drive`.
 
     ``t`` is kept as a compensated sum, so that steps of size 1 still count at ``t ~ 1e18``.
@@ -240,14 +298,7 @@ class RodasMirrorFlow:
             self.phi = self.mirror.phi(self.z)
         self.r = self.op.matvec(self.z) - self.op.y
         self.evals, self.matvecs, self.steps, self.rejected, self.factorizations, self.rotations = 1, 1, 0, 0, 0, 0
-        self._gram = None  # (H, h) at the current state, reused by rejected attempts with smaller h
-        self._h_acc = self._err_acc = None  # Gustafsson's predictive controller
-        self._exponent = 1.0 / (self.tableau.embedded_order + 1)
-        self._time, self._ynorm, self._h = CompensatedTime(), float(np.linalg.norm(y)), None
-
-    @property
-    def t(self) -> float:
-        return self._time.value
+        self._start_control(y)
 
     @property
     def state(self) -> np.ndarray:
@@ -267,22 +318,7 @@ class RodasMirrorFlow:
                 f"the mirror state is outside the domain of the depth-{self.depth} mirror map at t={self.t:.3g} "
                 "(a product coordinate is 0 or beyond float64's range, e.g. alpha^N underflowed): use a larger init"
             )
-        h = self.first_step() if self._h is None else self._h
-        remaining = self._time.until(target)
-        landing = remaining <= h
-        if landing and remaining <= 1e-12 * h:  # a save time within rounding of t (e.g. 5e-324): no step lands there
-            self._time.set(target)
-            return
-        try:
-            h_used, h_next = self.step(remaining if landing else h)
-        except (FloatingPointError, np.linalg.LinAlgError, ValueError) as exc:
-            raise StepFailure(f"integration failed at t={self.t:.3g}: {exc}") from exc
-        if landing and h_used == remaining:
-            self._time.set(target)
-            self._h = max(h, h_next) if h_next >= h_used else h_next  # a short landing step does not shrink h
-        else:
-            self._time.add(h_used)
-            self._h = h_next
+        self._land(target)
 
     def weights(self, z: np.ndarray) -> np.ndarray | float:
         """Error weights of ``δφ``: the relative error in ``φ`` that sets escape times.
@@ -397,25 +433,5 @@ class RodasMirrorFlow:
             return np.inf, None
         return err, new
 
-    def step(self, h: float) -> tuple[float, float]:
-        """Take one accepted step of size ``<= h``; return ``(h_used, h_next)``."""
-        rejected = False
-        self._rotate_if_noisy(h)
-        for _ in range(100):
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # trial stages may overshoot
-                err, new = self.attempt(h)
-            fac = 1.0 / FAC_MIN if not np.isfinite(err) else max(FAC_MIN, min(FAC_MAX, err ** self._exponent / SAFETY))
-            if err <= 1.0:
-                if self._h_acc is not None:
-                    gus = (self._h_acc / h) * (err * err / self._err_acc) ** self._exponent / SAFETY
-                    fac = max(fac, max(FAC_MIN, min(FAC_MAX, gus)))
-                self._h_acc, self._err_acc = h, max(1e-2, err)
-                self.phi, self.z, self.r = new
-                self._gram = None
-                self.steps += 1
-                h_next = h / fac
-                return h, (min(h_next, h) if rejected else h_next)
-            self.rejected += 1
-            rejected = True
-            h /= max(fac, 1.0 / FAC_MAX) if np.isfinite(err) else 1.0 / FAC_MIN
-        raise FloatingPointError("step size underflow: 100 rejected steps in a row")
+    def _take(self, new) -> None:
+        self.phi, self.z, self.r = new

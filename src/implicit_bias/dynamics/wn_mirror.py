@@ -44,12 +44,9 @@ from scipy.linalg.lapack import dpotrs
 from .driver import StepFailure
 from .rosenbrock import (
     EPS,
-    FAC_MAX,
-    FAC_MIN,
     NOISE,
-    SAFETY,
     TABLEAU,
-    CompensatedTime,
+    RodasControl,
     RotatedOperator,
     Tableau,
     tab_final,
@@ -131,7 +128,7 @@ class WNCoordinates:
         return lzb + NC, r2, c, vbar
 
 
-class RodasWNFlow:
+class RodasWNFlow(RodasControl):
     """RODAS5P (:mod:`.rosenbrock`'s tableau and step control) on ``Λ̇ = c (Bz - y)``, a stepper of
     :func:`~.driver.drive`. ``state`` is ``(r, v̄)`` as one vector, like the ``(r, v)`` BDF path."""
 
@@ -146,14 +143,7 @@ class RodasWNFlow:
         self.pt = self._evaluate(self.psi)
         if self.pt is None:
             raise StepFailure("the initial weight-normalised state is outside the mirror domain (SPEC B.1)")
-        self._gram = None
-        self._h_acc = self._err_acc = None
-        self._exponent = 1.0 / (self.tableau.embedded_order + 1)
-        self._time, self._ynorm, self._h = CompensatedTime(), float(np.linalg.norm(y)), None
-
-    @property
-    def t(self) -> float:
-        return self._time.value
+        self._start_control(y)
 
     @property
     def state(self) -> np.ndarray:
@@ -184,22 +174,7 @@ class RodasWNFlow:
 
     def advance(self, target: float) -> None:
         """One accepted step, shortened to land exactly on ``target`` when that is within reach."""
-        h = self.first_step() if self._h is None else self._h
-        remaining = self._time.until(target)
-        landing = remaining <= h
-        if landing and remaining <= 1e-12 * h:
-            self._time.set(target)
-            return
-        try:
-            h_used, h_next = self.step(remaining if landing else h)
-        except (FloatingPointError, np.linalg.LinAlgError, ValueError) as exc:
-            raise StepFailure(f"integration failed at t={self.t:.3g}: {exc}") from exc
-        if landing and h_used == remaining:
-            self._time.set(target)
-            self._h = max(h, h_next) if h_next >= h_used else h_next
-        else:
-            self._time.add(h_used)
-            self._h = h_next
+        self._land(target)
 
     def _log_scale(self, pt: WNPoint) -> np.ndarray | float:
         """Per-coordinate scale of ``δ log z``: ``1/max(|log z|, 1)`` for ``N = 2`` (escape times
@@ -302,26 +277,5 @@ class RodasWNFlow:
         self._time.add(h)
         self.steps += 1
 
-    def step(self, h: float) -> tuple[float, float]:
-        """Take one accepted step of size ``<= h``; return ``(h_used, h_next)`` (rodas.f's controller
-        with Gustafsson's predictive rule, as :meth:`.rosenbrock.RodasMirrorFlow.step`)."""
-        rejected = False
-        self._rotate_if_noisy(h)
-        for _ in range(100):
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-                err, new = self.attempt(h)
-            fac = 1.0 / FAC_MIN if not np.isfinite(err) else max(FAC_MIN, min(FAC_MAX, err ** self._exponent / SAFETY))
-            if err <= 1.0:
-                if self._h_acc is not None:
-                    gus = (self._h_acc / h) * (err * err / self._err_acc) ** self._exponent / SAFETY
-                    fac = max(fac, max(FAC_MIN, min(FAC_MAX, gus)))
-                self._h_acc, self._err_acc = h, max(1e-2, err)
-                self.psi, self.pt = new
-                self._gram = None
-                self.steps += 1
-                h_next = h / fac
-                return h, (min(h_next, h) if rejected else h_next)
-            self.rejected += 1
-            rejected = True
-            h /= max(fac, 1.0 / FAC_MAX) if np.isfinite(err) else 1.0 / FAC_MIN
-        raise FloatingPointError("step size underflow: 100 rejected steps in a row")
+    def _take(self, new) -> None:
+        self.psi, self.pt = new
